@@ -1,0 +1,48 @@
+//! One error type for the crate. Every message says what happened and what to do next.
+
+use std::io;
+
+/// Errors from tcplab-core. Each variant's message is written for a student reading a terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A state name none of the known spellings matches.
+    #[error("unknown TCP state {name:?}; valid names: {valid}")]
+    UnknownState { name: String, valid: String },
+    /// Something the user passed in is out of range or malformed.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A line of /proc/net/tcp{,6} that does not parse.
+    #[error("malformed line {line_no} in {path}: {reason} (line: {line:?})")]
+    ProcParse {
+        path: String,
+        line_no: usize,
+        reason: String,
+        line: String,
+    },
+    /// The kernel refused or garbled a sock_diag exchange.
+    #[error("sock_diag: {0}")]
+    Netlink(String),
+    /// The tracepoint backend cannot run here; the message says what works instead.
+    #[error("{0}")]
+    Permission(String),
+    /// Any I/O error, with what we were doing at the time.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wrap an I/O error with a short note on what was being attempted.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

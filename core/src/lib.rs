@@ -1,0 +1,22 @@
+//! tcplab-core: everything reusable about watching TCP connections end on a real Linux kernel.
+//!
+//! - [`state`]: the TCP states as Linux numbers them, with every common spelling.
+//! - [`observe`]: what the kernel says right now (sock_diag snapshots, a /proc fallback) and
+//!   over time (the transition tracer).
+//! - [`timeline`]: an ordered list of state changes, observed or modelled.
+//! - [`model`]: the RFC 9293 state machine and a two-endpoint simulator.
+//! - [`sockets`]: the socket options the lessons turn on and off.
+//!
+//! This crate has no Python and no terminal UI in it on purpose: the runner, the lesson
+//! binaries and the Python bindings are thin faces over it.
+
+pub mod error;
+pub mod model;
+pub mod observe;
+pub mod sockets;
+pub mod state;
+pub mod timeline;
+
+pub use error::{Error, Result};
+pub use state::TcpState;
+pub use timeline::{Event, Source, Timeline};

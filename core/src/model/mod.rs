@@ -1,0 +1,1 @@
+//! The RFC 9293 state machine. PLACEHOLDER: being written.

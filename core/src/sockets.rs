@@ -1,0 +1,212 @@
+//! The socket options the lessons turn on and off, over socket2, with tokio conversions.
+//!
+//! Every listener binds loopback and port 0 unless told otherwise: the kernel picks a free
+//! port, so lessons and tests run side by side and a TIME_WAIT left by an earlier run never
+//! breaks a later one. Every blocking call a lesson makes should carry a timeout; the helpers
+//! here that connect take one.
+//!
+//! Left out on purpose: non-TCP sockets and every option no lesson needs.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+/// How a listener is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenOptions {
+    /// Set SO_REUSEADDR before bind: how a restarted server binds while TIME_WAIT holds its port.
+    pub reuseaddr: bool,
+    /// The accept queue length passed to listen().
+    pub backlog: i32,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            reuseaddr: false,
+            backlog: 1024,
+        }
+    }
+}
+
+/// The loopback address of a family: 127.0.0.1 or ::1, port 0.
+pub fn loopback(ipv6: bool) -> SocketAddr {
+    if ipv6 {
+        SocketAddr::from((Ipv6Addr::LOCALHOST, 0))
+    } else {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+    }
+}
+
+/// A listener on `addr` with the given options.
+pub fn listen_on(addr: SocketAddr, opts: ListenOptions) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(opts.reuseaddr)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(opts.backlog)?;
+    Ok(socket.into())
+}
+
+/// A listener on 127.0.0.1 (or ::1) with a port the kernel picks.
+pub fn loopback_listener(ipv6: bool) -> io::Result<TcpListener> {
+    listen_on(loopback(ipv6), ListenOptions::default())
+}
+
+/// connect() with a timeout, so a lesson never hangs on a peer that does not answer.
+pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    TcpStream::connect_timeout(&addr, timeout)
+}
+
+/// A socket bound to a local address before connecting (lesson 09 binds ports by hand).
+pub fn connect_from(
+    local: SocketAddr,
+    remote: SocketAddr,
+    reuseaddr: bool,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(remote), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(reuseaddr)?;
+    socket.bind(&local.into())?;
+    socket.connect_timeout(&remote.into(), timeout)?;
+    Ok(socket.into())
+}
+
+/// SO_LINGER: `None` turns it off (close() returns at once, the kernel finishes sending);
+/// `Some(Duration::ZERO)` makes close() send RST, discard unsent data and skip TIME_WAIT.
+pub fn set_linger<S: AsFd>(socket: &S, linger: Option<Duration>) -> io::Result<()> {
+    SockRef::from(socket).set_linger(linger)
+}
+
+/// The SO_LINGER setting now in force.
+pub fn linger<S: AsFd>(socket: &S) -> io::Result<Option<Duration>> {
+    SockRef::from(socket).linger()
+}
+
+/// SO_REUSEADDR on or off.
+pub fn set_reuseaddr<S: AsFd>(socket: &S, on: bool) -> io::Result<()> {
+    SockRef::from(socket).set_reuse_address(on)
+}
+
+/// TCP_LINGER2: how long this socket may sit orphaned in FIN_WAIT2 (overrides
+/// net.ipv4.tcp_fin_timeout for it; tcp(7)). Zero or less means "use the sysctl".
+pub fn set_linger2<S: AsFd>(socket: &S, secs: i32) -> io::Result<()> {
+    setsockopt_int(socket, libc::IPPROTO_TCP, libc::TCP_LINGER2, secs)
+}
+
+/// The TCP_LINGER2 value now in force, in seconds.
+pub fn linger2<S: AsFd>(socket: &S) -> io::Result<i32> {
+    getsockopt_int(socket, libc::IPPROTO_TCP, libc::TCP_LINGER2)
+}
+
+/// shutdown(): `Write` sends FIN and keeps reading (a half-close); `Read` stops reading;
+/// `Both` does both. Unlike close(), it acts on the connection even if other descriptors
+/// share it.
+pub fn shutdown(stream: &TcpStream, how: Shutdown) -> io::Result<()> {
+    stream.shutdown(how)
+}
+
+/// A std stream as a tokio stream (must be called inside a tokio runtime).
+pub fn to_tokio(stream: TcpStream) -> io::Result<tokio::net::TcpStream> {
+    stream.set_nonblocking(true)?;
+    tokio::net::TcpStream::from_std(stream)
+}
+
+/// A std listener as a tokio listener (must be called inside a tokio runtime).
+pub fn to_tokio_listener(listener: TcpListener) -> io::Result<tokio::net::TcpListener> {
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}
+
+fn setsockopt_int<S: AsFd>(socket: &S, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: the pointer and length describe a live i32 for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_fd().as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn getsockopt_int<S: AsFd>(socket: &S, level: i32, name: i32) -> io::Result<i32> {
+    let mut value: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: the pointers describe a live i32 and its length for the duration of the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_fd().as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_listener_gets_a_port() {
+        for v6 in [false, true] {
+            let l = loopback_listener(v6).unwrap();
+            let addr = l.local_addr().unwrap();
+            assert!(addr.ip().is_loopback());
+            assert_ne!(addr.port(), 0);
+            assert_eq!(addr.is_ipv6(), v6);
+        }
+    }
+
+    #[test]
+    fn options_take_effect() {
+        let l = loopback_listener(false).unwrap();
+        let c = connect(l.local_addr().unwrap(), Duration::from_secs(2)).unwrap();
+        set_linger(&c, Some(Duration::ZERO)).unwrap();
+        assert_eq!(linger(&c).unwrap(), Some(Duration::ZERO));
+        set_linger(&c, None).unwrap();
+        assert_eq!(linger(&c).unwrap(), None);
+        set_linger2(&c, 3).unwrap();
+        assert_eq!(linger2(&c).unwrap(), 3);
+        set_reuseaddr(&c, true).unwrap();
+        assert!(SockRef::from(&c).reuse_address().unwrap());
+    }
+
+    #[test]
+    fn reuseaddr_listener_and_half_close() {
+        let l = listen_on(
+            loopback(false),
+            ListenOptions {
+                reuseaddr: true,
+                backlog: 8,
+            },
+        )
+        .unwrap();
+        assert!(SockRef::from(&l).reuse_address().unwrap());
+        let c = connect(l.local_addr().unwrap(), Duration::from_secs(2)).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        shutdown(&c, Shutdown::Write).unwrap();
+        let mut buf = [0u8; 8];
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        // After the peer's shutdown(Write), read() returns 0: end of stream.
+        assert_eq!(std::io::Read::read(&mut s, &mut buf).unwrap(), 0);
+    }
+}

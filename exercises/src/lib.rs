@@ -1,0 +1,1 @@
+//! Shared pieces of the tcplab runner and the lesson binaries.
