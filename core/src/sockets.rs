@@ -70,7 +70,11 @@ pub fn connect_from(
     reuseaddr: bool,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(remote), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(remote),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(reuseaddr)?;
     socket.bind(&local.into())?;
     socket.connect_timeout(&remote.into(), timeout)?;

@@ -55,7 +55,9 @@ impl TcpState {
 
     /// The state for a kernel code, or `None` for a code Linux does not use.
     pub fn from_code(code: u8) -> Option<TcpState> {
-        TcpState::ALL.get(usize::from(code).checked_sub(1)?).copied()
+        TcpState::ALL
+            .get(usize::from(code).checked_sub(1)?)
+            .copied()
     }
 
     /// netstat's spelling, also what [`fmt::Display`] prints: `FIN_WAIT1`.
@@ -259,18 +261,31 @@ mod tests {
             }
             let rfc: TcpState = s.rfc().parse().unwrap();
             // The RFC has one SYN-RECEIVED for Linux's two SYN_RECV flavours.
-            let expect = if s == TcpState::NewSynRecv { TcpState::SynRecv } else { s };
+            let expect = if s == TcpState::NewSynRecv {
+                TcpState::SynRecv
+            } else {
+                s
+            };
             assert_eq!(rfc, expect);
         }
     }
 
     #[test]
     fn examples_from_the_issue() {
-        assert_eq!("FIN-WAIT-1".parse::<TcpState>().unwrap(), TcpState::FinWait1);
-        assert_eq!("SYN-RECEIVED".parse::<TcpState>().unwrap(), TcpState::SynRecv);
+        assert_eq!(
+            "FIN-WAIT-1".parse::<TcpState>().unwrap(),
+            TcpState::FinWait1
+        );
+        assert_eq!(
+            "SYN-RECEIVED".parse::<TcpState>().unwrap(),
+            TcpState::SynRecv
+        );
         assert_eq!("time-wait".parse::<TcpState>().unwrap(), TcpState::TimeWait);
         assert_eq!("estab".parse::<TcpState>().unwrap(), TcpState::Established);
-        assert_eq!("Close_Wait".parse::<TcpState>().unwrap(), TcpState::CloseWait);
+        assert_eq!(
+            "Close_Wait".parse::<TcpState>().unwrap(),
+            TcpState::CloseWait
+        );
         assert_eq!(TcpState::FinWait1.to_string(), "FIN_WAIT1");
     }
 

@@ -329,17 +329,17 @@ mod tests {
             t.sequence(eps[0]),
             vec![Close, SynSent, Established, FinWait1, FinWait2, TimeWait]
         );
-        assert_eq!(t.sequence(eps[1]), vec![Established, CloseWait, LastAck, Close]);
+        assert_eq!(
+            t.sequence(eps[1]),
+            vec![Established, CloseWait, LastAck, Close]
+        );
     }
 
     #[test]
     fn durations_and_counts() {
         let t = client_first();
         let eps = t.endpoints();
-        assert_eq!(
-            t.durations(eps[1]),
-            vec![(CloseWait, 90), (LastAck, 10)]
-        );
+        assert_eq!(t.durations(eps[1]), vec![(CloseWait, 90), (LastAck, 10)]);
         let counts = t.state_counts();
         let last = counts.last().unwrap();
         assert_eq!(last.t_us, 210);

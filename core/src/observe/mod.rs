@@ -195,7 +195,9 @@ pub fn snapshot(query: &Query, method: Method) -> Result<Snapshot> {
             Err(e) => (
                 procfs::read(query)?,
                 Method::Proc,
-                Some(format!("sock_diag failed ({e}); read /proc/net/tcp instead")),
+                Some(format!(
+                    "sock_diag failed ({e}); read /proc/net/tcp instead"
+                )),
             ),
         },
     };
@@ -211,6 +213,5 @@ pub fn snapshot(query: &Query, method: Method) -> Result<Snapshot> {
 
 /// Refuse a port number outside 0..=65535 with a message that says so.
 pub fn check_port(port: i64) -> Result<u16> {
-    u16::try_from(port)
-        .map_err(|_| Error::InvalidInput(format!("port {port} is outside 0..65535")))
+    u16::try_from(port).map_err(|_| Error::InvalidInput(format!("port {port} is outside 0..65535")))
 }

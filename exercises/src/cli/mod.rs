@@ -1,0 +1,4 @@
+//! The runner's subcommands, one file each.
+
+pub mod doctor;
+pub mod snapshot;
