@@ -1,0 +1,343 @@
+//! The frame every lesson binary runs in: its command-line flags, the narration, kernel
+//! observation filtered to the lesson's own server port, the verdict and the JSON report.
+//!
+//! A lesson binary keeps only what it teaches (the server and client code, with the
+//! `// LESSON:` lines); everything else is here. What a lesson concludes always comes from a
+//! sock_diag snapshot or the tracer, never from what the program believes it did.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+use tcplab_core::observe::{self, Method, Query, SocketRow};
+use tcplab_core::{TcpState, Timeline};
+
+use crate::catalog::{Binary, Catalog, Lesson, Verdict};
+
+/// The most connections a lesson accepts: enough to see piles, bounded so a typo cannot
+/// exhaust the machine.
+pub const MAX_CONNECTIONS: usize = 20_000;
+
+/// Flags every lesson binary takes.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about = None)]
+pub struct LessonArgs {
+    /// Print one JSON report on stdout instead of the narration.
+    #[arg(long)]
+    pub json: bool,
+    /// How many connections to make (each lesson has a default that finishes in seconds).
+    #[arg(long, short = 'n', value_name = "N")]
+    pub connections: Option<usize>,
+    /// After the report, keep the process and its sockets alive this many seconds, so that
+    /// `tcplab snapshot`, `ss` or a notebook can look.
+    #[arg(long, value_name = "SECS")]
+    pub hold: Option<f64>,
+    /// How to watch state changes: the tracepoint (root), sock_diag polling (anyone), or
+    /// auto (the tracepoint when permitted).
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+}
+
+/// `--backend` values.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendArg {
+    Auto,
+    Tracepoint,
+    Poll,
+}
+
+/// Socket counts per side ("server", "client") and state, as the kernel reported them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Sides(pub BTreeMap<String, BTreeMap<TcpState, usize>>);
+
+impl Sides {
+    /// Classify rows by the lesson's server port: a socket whose local port is the server's
+    /// is on the server side (listener included), one whose remote port is, on the client side.
+    pub fn from_rows(rows: &[SocketRow], server_port: u16) -> Sides {
+        let mut out: BTreeMap<String, BTreeMap<TcpState, usize>> = BTreeMap::new();
+        for r in rows {
+            let side = if r.local.port() == server_port {
+                "server"
+            } else if r.remote.port() == server_port {
+                "client"
+            } else {
+                continue;
+            };
+            *out.entry(side.to_string())
+                .or_default()
+                .entry(r.state)
+                .or_insert(0) += 1;
+        }
+        Sides(out)
+    }
+
+    /// How many sockets of `side` are in `state`.
+    pub fn count(&self, side: &str, state: TcpState) -> usize {
+        self.0
+            .get(side)
+            .and_then(|m| m.get(&state))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How many sockets `side` has in any state.
+    pub fn total(&self, side: &str) -> usize {
+        self.0.get(side).map(|m| m.values().sum()).unwrap_or(0)
+    }
+
+    /// `server: CLOSE_WAIT 10, LISTEN 1 | client: FIN_WAIT2 10`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for side in ["server", "client"] {
+            let states = match self.0.get(side) {
+                Some(m) if !m.is_empty() => m
+                    .iter()
+                    .map(|(s, n)| format!("{s} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                _ => "no sockets".to_string(),
+            };
+            parts.push(format!("{side}: {states}"));
+        }
+        parts.join(" | ")
+    }
+}
+
+/// The JSON report a lesson prints with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub lesson: String,
+    pub binary: String,
+    pub backend: String,
+    pub server_port: Option<u16>,
+    pub verdict: Verdict,
+    pub expected: Verdict,
+    pub observed: Sides,
+    pub facts: serde_json::Map<String, serde_json::Value>,
+    pub timeline: Timeline,
+}
+
+/// A running lesson.
+pub struct Lab {
+    pub args: LessonArgs,
+    pub lesson: Lesson,
+    pub binary: Binary,
+    started: Instant,
+    server_port: Option<u16>,
+    backend: String,
+    timeline: Timeline,
+    facts: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Lab {
+    fn new(name: &str, args: LessonArgs) -> Result<Lab> {
+        let catalog = Catalog::builtin();
+        let (lesson, binary) = catalog
+            .binary(name)
+            .with_context(|| format!("{name} is not in exercises/lessons.toml"))?;
+        Ok(Lab {
+            args,
+            lesson: lesson.clone(),
+            binary: binary.clone(),
+            started: Instant::now(),
+            server_port: None,
+            backend: "sock_diag snapshots".to_string(),
+            timeline: Timeline::new(),
+            facts: serde_json::Map::new(),
+        })
+    }
+
+    /// Whether narration is printed (not in `--json` mode).
+    pub fn narrating(&self) -> bool {
+        !self.args.json
+    }
+
+    /// A heading for a step of the lesson.
+    pub fn step(&self, text: impl AsRef<str>) {
+        if self.narrating() {
+            println!("\n==> {}", text.as_ref());
+        }
+    }
+
+    /// A line of narration.
+    pub fn say(&self, text: impl AsRef<str>) {
+        if self.narrating() {
+            println!("    {}", text.as_ref());
+        }
+    }
+
+    /// The number of connections to make: `--connections` or the lesson's default, checked
+    /// against [`MAX_CONNECTIONS`] and against the open-file limit (each connection costs
+    /// `fds_per_connection` descriptors in this process).
+    pub fn connections(&self, default: usize, fds_per_connection: usize) -> Result<usize> {
+        let n = self.args.connections.unwrap_or(default);
+        if n == 0 {
+            bail!("--connections must be at least 1");
+        }
+        if n > MAX_CONNECTIONS {
+            bail!("--connections {n} is more than this lesson allows ({MAX_CONNECTIONS}); pick a smaller number");
+        }
+        let need = (n * fds_per_connection + 64) as u64;
+        let limit = open_file_limit();
+        if need > limit {
+            bail!(
+                "--connections {n} needs about {need} open files but this process may open {limit}; \
+                 raise the limit (`ulimit -n {need}`) or ask for fewer connections"
+            );
+        }
+        Ok(n)
+    }
+
+    /// Remember the lesson's server port: observation is filtered to it, in the kernel.
+    pub fn watch(&mut self, server_port: u16) -> Result<()> {
+        self.server_port = Some(server_port);
+        Ok(())
+    }
+
+    /// The lesson's server port (after [`Lab::watch`]).
+    pub fn server_port(&self) -> Result<u16> {
+        self.server_port
+            .context("the lesson did not say which port to watch")
+    }
+
+    /// Ask the kernel now: sockets on the server port, counted per side and state.
+    pub fn sides(&self) -> Result<Sides> {
+        let port = self.server_port()?;
+        let snap = observe::snapshot(&Query::ports(&[port]), Method::Auto)?;
+        Ok(Sides::from_rows(&snap.rows, port))
+    }
+
+    /// The rows themselves, for lessons that show timers or queues.
+    pub fn rows(&self) -> Result<Vec<SocketRow>> {
+        let port = self.server_port()?;
+        Ok(observe::snapshot(&Query::ports(&[port]), Method::Auto)?.rows)
+    }
+
+    /// Ask the kernel and narrate what it says.
+    pub fn show(&self, label: &str) -> Result<Sides> {
+        let sides = self.sides()?;
+        self.say(format!("kernel says ({label}): {}", sides.describe()));
+        Ok(sides)
+    }
+
+    /// Poll the kernel until `done` holds or `timeout` passes; returns the last view either
+    /// way (the verdict is graded on it, not on the wait).
+    pub fn wait_until(&self, timeout: Duration, done: impl Fn(&Sides) -> bool) -> Result<Sides> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let sides = self.sides()?;
+            if done(&sides) || Instant::now() >= deadline {
+                return Ok(sides);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Record a lesson-specific fact for the report.
+    pub fn fact(&mut self, key: &str, value: impl Serialize) {
+        let v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self.facts.insert(key.to_string(), v);
+    }
+
+    /// Milliseconds since the lesson started.
+    pub fn elapsed_ms(&self) -> u128 {
+        self.started.elapsed().as_millis()
+    }
+
+    /// Print the verdict (or the JSON report), then hold the process if asked. Call it while
+    /// the lesson's sockets are still alive, so `--hold` keeps them.
+    pub fn finish(&mut self, verdict: Verdict, observed: Sides, why: &str) -> Result<()> {
+        let report = Report {
+            lesson: self.lesson.id.clone(),
+            binary: self.binary.name.clone(),
+            backend: self.backend.clone(),
+            server_port: self.server_port,
+            verdict,
+            expected: self.binary.expect,
+            observed,
+            facts: self.facts.clone(),
+            timeline: std::mem::take(&mut self.timeline),
+        };
+        if self.args.json {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, &report)?;
+            writeln!(out)?;
+            out.flush()?;
+        } else {
+            println!();
+            let mark = if verdict == self.binary.expect {
+                "as expected"
+            } else {
+                "NOT what this binary is expected to show"
+            };
+            println!("verdict: {verdict} ({mark}) - {why}");
+        }
+        if let Some(secs) = self.args.hold {
+            if !(0.0..=3600.0).contains(&secs) {
+                bail!("--hold {secs} is outside 0..3600 seconds");
+            }
+            if self.narrating() {
+                println!(
+                    "holding the sockets for {secs} s (port {}): look with `tcplab snapshot --port {}`",
+                    self.server_port.unwrap_or(0),
+                    self.server_port.unwrap_or(0)
+                );
+            }
+            std::thread::sleep(Duration::from_secs_f64(secs));
+        }
+        Ok(())
+    }
+}
+
+/// The open-file limit of this process (RLIMIT_NOFILE, soft).
+pub fn open_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and has no other effect.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    }
+}
+
+/// Raise the soft open-file limit to the hard one (lessons with many sockets need it).
+pub fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on our own process.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// The `main` of every lesson binary: parse flags, run the lesson, report errors plainly.
+pub fn main(name: &str, body: fn(&mut Lab) -> Result<()>) -> ExitCode {
+    let args = LessonArgs::parse();
+    raise_open_file_limit();
+    let result = Lab::new(name, args).and_then(|mut lab| {
+        if lab.narrating() {
+            println!("Lesson {}: {}", lab.lesson.id, lab.lesson.title);
+            println!("({name})");
+        }
+        body(&mut lab)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
