@@ -72,11 +72,14 @@ impl Lesson {
 
     /// A binary by full name, or by variant suffix (`leak`, `fixed`).
     pub fn binary(&self, name_or_variant: &str) -> Option<&Binary> {
-        self.binaries.iter().find(|b| b.name == name_or_variant).or_else(|| {
-            self.binaries
-                .iter()
-                .find(|b| b.name.ends_with(&format!("-{name_or_variant}")))
-        })
+        self.binaries
+            .iter()
+            .find(|b| b.name == name_or_variant)
+            .or_else(|| {
+                self.binaries
+                    .iter()
+                    .find(|b| b.name.ends_with(&format!("-{name_or_variant}")))
+            })
     }
 }
 
@@ -108,9 +111,9 @@ impl Catalog {
         } else {
             key.to_string()
         };
-        self.lessons.iter().find(|l| {
-            l.id == padded || l.slug == key || l.binaries.iter().any(|b| b.name == key)
-        })
+        self.lessons
+            .iter()
+            .find(|l| l.id == padded || l.slug == key || l.binaries.iter().any(|b| b.name == key))
     }
 
     /// A lesson by key, or an error that lists every lesson.
@@ -170,7 +173,10 @@ mod tests {
         assert_eq!(c.lesson("03-close-wait-fixed").unwrap().id, "03");
         let l = c.lesson("03").unwrap();
         assert_eq!(l.binary("leak").unwrap().name, "03-close-wait-leak");
-        assert_eq!(l.binary("03-close-wait-fixed").unwrap().expect, Verdict::Clean);
+        assert_eq!(
+            l.binary("03-close-wait-fixed").unwrap().expect,
+            Verdict::Clean
+        );
         let err = c.require("99").unwrap_err().to_string();
         assert!(err.contains("03 (close-wait)"), "{err}");
     }

@@ -179,7 +179,9 @@ impl Lab {
             bail!("--connections must be at least 1");
         }
         if n > MAX_CONNECTIONS {
-            bail!("--connections {n} is more than this lesson allows ({MAX_CONNECTIONS}); pick a smaller number");
+            bail!(
+                "--connections {n} is more than this lesson allows ({MAX_CONNECTIONS}); pick a smaller number"
+            );
         }
         let need = (n * fds_per_connection + 64) as u64;
         let limit = open_file_limit();
