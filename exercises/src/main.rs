@@ -20,6 +20,20 @@ enum Command {
     Snapshot(cli::snapshot::SnapshotArgs),
     /// Check what this machine and user can do, and what the sysctls mean for the lessons.
     Doctor(cli::doctor::DoctorArgs),
+    /// Live counts per state, refreshed until Ctrl-C.
+    Watch(cli::watch::WatchArgs),
+    /// The lessons, with your progress.
+    List(cli::lessons::ListArgs),
+    /// Run a lesson's binaries and show what the kernel reported, side by side.
+    Run(cli::lessons::RunArgs),
+    /// Grade your edited lesson: passes when the kernel shows it clean.
+    Check(cli::lessons::CheckArgs),
+    /// Hints for a lesson.
+    Hint(cli::lessons::LessonKey),
+    /// Restore a lesson's file as last committed.
+    Reset(cli::lessons::ResetArgs),
+    /// The guided tour: every lesson, leaking and fixed, graded by the kernel.
+    Tour(cli::lessons::TourArgs),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +41,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Snapshot(args) => cli::snapshot::run(&args),
         Command::Doctor(args) => cli::doctor::run(&args),
+        Command::Watch(args) => cli::watch::run(&args),
+        Command::List(args) => cli::lessons::list(&args),
+        Command::Run(args) => cli::lessons::run(&args),
+        Command::Check(args) => cli::lessons::check(&args),
+        Command::Hint(args) => cli::lessons::hint(&args),
+        Command::Reset(args) => cli::lessons::reset(&args),
+        Command::Tour(args) => cli::lessons::tour(&args),
     };
     match result {
         Ok(code) => code,
