@@ -320,7 +320,7 @@ impl fmt::Display for UserError {
 }
 
 /// Where a profile deviates from the letter of RFC 9293. Each field says who does what.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Options {
     /// A short name for output: `rfc` or `linux`.
     pub name: &'static str,
@@ -530,8 +530,12 @@ impl Tcb {
                 self.unacked.clear();
             }
             State::FinWait2 => self.arm_fin_wait2(now, opts),
-            State::Listen
-            | State::SynSent
+            State::Listen => {
+                // Back to LISTEN after a RST in SYN-RECEIVED: forget the half-open connection.
+                self.timers = Timers::default();
+                self.unacked.clear();
+            }
+            State::SynSent
             | State::SynReceived
             | State::Established
             | State::FinWait1
@@ -1188,6 +1192,15 @@ impl Tcb {
             }
             (S::TimeWait, Input::Timer(Timer::FinWait2 | Timer::Retransmit)) => {
                 out.why = "timer does not apply in this state";
+            }
+        }
+        // A timer that fired and was not re-armed by its arm is spent.
+        if let Input::Timer(t) = input {
+            let spent = |at: Option<u64>| at.filter(|at| *at > now);
+            match t {
+                Timer::TimeWait => self.timers.time_wait = spent(self.timers.time_wait),
+                Timer::FinWait2 => self.timers.fin_wait2 = spent(self.timers.fin_wait2),
+                Timer::Retransmit => self.timers.retransmit = spent(self.timers.retransmit),
             }
         }
         out
