@@ -8,11 +8,14 @@
 //! congestion control, options). The model exists to say which states a connection passes
 //! through when it ends, and why; it never touches a socket, a clock or a random number.
 
+pub mod compare;
+pub mod diagram;
 pub mod ladder;
 pub mod machine;
 pub mod scenario;
 pub mod sim;
 
+pub use compare::{Difference, DifferenceKind, Mapping, compare, compare_with, map_by_role};
 pub use machine::{
     Call, Input, Options, Output, SegKind, Segment, State, Tcb, Timer, Timers, UserError,
 };
