@@ -16,7 +16,11 @@ use tcplab_core::model::{
 use tcplab_core::timeline::Side;
 
 fn states_of(s: Scenario, side: Side, opts: &Options) -> Vec<TcpState> {
-    s.run(opts).states(side).into_iter().map(State::tcp).collect()
+    s.run(opts)
+        .states(side)
+        .into_iter()
+        .map(State::tcp)
+        .collect()
 }
 
 #[test]
@@ -25,7 +29,15 @@ fn client_close_linux_sequences_match_the_kernel() {
     let opts = Options::linux();
     assert_eq!(
         states_of(Scenario::ClientClose, Side::Client, &opts),
-        vec![Close, SynSent, Established, FinWait1, FinWait2, TimeWait, Close]
+        vec![
+            Close,
+            SynSent,
+            Established,
+            FinWait1,
+            FinWait2,
+            TimeWait,
+            Close
+        ]
     );
     // The RFC's listener becomes the connection; Linux forks a child at SYN_RECV.
     let server = states_of(Scenario::ClientClose, Side::Server, &opts);
@@ -86,10 +98,11 @@ fn scenarios_end_where_they_should() {
         .filter(|s| s.from == Side::Server && s.segment.kind == SegKind::FinAck)
         .count();
     assert_eq!(fins, 2);
-    assert!(!lla.log.iter().any(|e| matches!(
-        e,
-        tcplab_core::model::sim::LogEntry::Error { .. }
-    )));
+    assert!(
+        !lla.log
+            .iter()
+            .any(|e| matches!(e, tcplab_core::model::sim::LogEntry::Error { .. }))
+    );
     assert_eq!(lla.server.state, Closed);
     // Old duplicate: the late copy is never delivered in TIME_WAIT.
     let od = Scenario::OldDuplicate.run(&l);
@@ -119,7 +132,10 @@ fn ladders_and_json_snapshots() {
     }
     let rfc = Scenario::ClientClose.run(&Options::rfc());
     insta::assert_snapshot!("ladder_client-close_rfc", ladder::text(&rfc));
-    insta::assert_snapshot!("diagram_text_linux", diagram::text(&diagram::transitions(&opts)));
+    insta::assert_snapshot!(
+        "diagram_text_linux",
+        diagram::text(&diagram::transitions(&opts))
+    );
 }
 
 #[test]
@@ -134,10 +150,7 @@ fn svgs_are_well_formed() {
         let edges = diagram::transitions(&opts);
         let svg = diagram::svg(&edges);
         let doc = roxmltree::Document::parse(&svg).expect("diagram SVG");
-        let boxes = doc
-            .descendants()
-            .filter(|n| n.has_tag_name("rect"))
-            .count();
+        let boxes = doc.descendants().filter(|n| n.has_tag_name("rect")).count();
         assert_eq!(boxes, 1 + 12, "background + 11 states + CLOSED drawn twice");
         let dot = diagram::dot(&edges);
         assert!(dot.starts_with("digraph"));
@@ -151,7 +164,11 @@ fn table_holds_figure_5_and_only_legal_edges() {
         let edges = diagram::transitions(&opts);
         let pairs: BTreeSet<(State, State)> = edges.iter().map(|e| (e.from, e.to)).collect();
         for fig in diagram::FIGURE_5 {
-            assert!(pairs.contains(&fig), "{}: Figure 5 edge {fig:?} missing", opts.name);
+            assert!(
+                pairs.contains(&fig),
+                "{}: Figure 5 edge {fig:?} missing",
+                opts.name
+            );
         }
         for (a, b) in &pairs {
             assert!(is_legal(*a, *b), "{}: illegal edge {a} -> {b}", opts.name);
@@ -196,7 +213,11 @@ fn every_state_reachable_and_every_state_can_close() {
         let to_closed = reach(&g, State::Closed, false);
         for s in State::ALL {
             assert!(from_closed.contains(&s), "{}: {s} unreachable", opts.name);
-            assert!(to_closed.contains(&s), "{}: {s} cannot reach CLOSED", opts.name);
+            assert!(
+                to_closed.contains(&s),
+                "{}: {s} cannot reach CLOSED",
+                opts.name
+            );
         }
     }
 }

@@ -20,6 +20,10 @@ enum Command {
     Snapshot(cli::snapshot::SnapshotArgs),
     /// Check what this machine and user can do, and what the sysctls mean for the lessons.
     Doctor(cli::doctor::DoctorArgs),
+    /// Play a scenario on the RFC 9293 model: a ladder diagram of how the connection ends.
+    Model(cli::model::ModelArgs),
+    /// The TCP state diagram (RFC 9293 Figure 5), generated from the model's transition table.
+    Diagram(cli::diagram::DiagramArgs),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +31,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Snapshot(args) => cli::snapshot::run(&args),
         Command::Doctor(args) => cli::doctor::run(&args),
+        Command::Model(args) => cli::model::run(&args),
+        Command::Diagram(args) => cli::diagram::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -127,24 +127,31 @@ pub const LATE: u64 = u64::MAX / 4;
 /// The transition table: every state change any sample machine makes on any sample input.
 pub fn transitions(opts: &Options) -> Vec<Edge> {
     let mut edges: BTreeMap<(State, State, String, String), &'static str> = BTreeMap::new();
-    for tcb in sample_tcbs(opts) {
-        for input in sample_inputs(&tcb) {
-            let mut t = tcb.clone();
-            let out = t.step(input, LATE, opts);
-            let send = out
-                .send
-                .iter()
-                .map(|s| s.kind.label())
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut from = out.from;
-            for &to in &out.path {
-                if to != from {
-                    edges
-                        .entry((from, to, input.label(), send.clone()))
-                        .or_insert(out.why);
+    // Single moves first, so their rule names the edge; then the hops of double moves
+    // (SYN-RECEIVED -> ESTABLISHED -> CLOSE-WAIT on one FIN+ACK) that add a new edge.
+    for multi in [false, true] {
+        for tcb in sample_tcbs(opts) {
+            for input in sample_inputs(&tcb) {
+                let mut t = tcb.clone();
+                let out = t.step(input, LATE, opts);
+                if (out.path.len() > 1) != multi {
+                    continue;
                 }
-                from = to;
+                let send = out
+                    .send
+                    .iter()
+                    .map(|s| s.kind.label())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut from = out.from;
+                for &to in &out.path {
+                    if to != from {
+                        edges
+                            .entry((from, to, input.label(), send.clone()))
+                            .or_insert(out.why);
+                    }
+                    from = to;
+                }
             }
         }
     }

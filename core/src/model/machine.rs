@@ -684,7 +684,7 @@ impl Tcb {
                 self.passive = false;
                 self.emit(K::Syn, now, opts, &mut out);
                 self.enter(S::SynSent, now, opts, &mut out);
-                out.why = "RFC 9293 3.10.2 SEND in LISTEN: send SYN";
+                out.why = "RFC 9293 3.10.1/3.10.2 OPEN or SEND in LISTEN: send SYN";
             }
             (S::Listen, Input::User(Call::PassiveOpen)) => {
                 out.error = Some(UserError::ConnectionExists);
@@ -697,7 +697,7 @@ impl Tcb {
             (S::Listen, Input::User(Call::Close | Call::Abort)) => {
                 // 3.10.4/3.10.5: delete the TCB.
                 self.enter(S::Closed, now, opts, &mut out);
-                out.why = "RFC 9293 3.10.4 CLOSE in LISTEN";
+                out.why = "RFC 9293 3.10.4/3.10.5 CLOSE or ABORT in LISTEN";
             }
             (S::Listen, Input::User(Call::ShutdownWrite)) => {
                 // Linux: shutdown() on a listener that never connected is ENOTCONN.
@@ -743,7 +743,7 @@ impl Tcb {
             (S::SynSent, Input::User(Call::Close | Call::ShutdownWrite | Call::Abort)) => {
                 // 3.10.4: CLOSE in SYN-SENT deletes the TCB, nothing sent.
                 self.enter(S::Closed, now, opts, &mut out);
-                out.why = "RFC 9293 3.10.4 CLOSE in SYN-SENT";
+                out.why = "RFC 9293 3.10.4/3.10.5 CLOSE or ABORT in SYN-SENT";
             }
             (S::SynSent, Input::Segment(seg)) => match seg.kind {
                 K::SynAck if seg.ack == self.snd_nxt => {
