@@ -236,24 +236,16 @@ pub fn text(result: &SimResult) -> String {
     let mut s = String::new();
     let (c, _) = addresses(Side::Client);
     let (sv, _) = addresses(Side::Server);
+    let (head_c, head_s, blank) = (format!("client {c}"), format!("server {sv}"), "");
     let _ = writeln!(
         s,
-        "{:>TIME_W$}  {:<SIDE_W$} {:^MID_W$} {}",
-        "t (ms)",
-        format!("client {c}"),
-        "",
-        format!("server {sv}")
+        "{:>TIME_W$}  {head_c:<SIDE_W$} {blank:^MID_W$} {head_s}",
+        "t (ms)"
     );
     for r in rows(result) {
         if let Some(gap) = r.gap {
-            let _ = writeln!(
-                s,
-                "{:>TIME_W$}  {:<SIDE_W$} {:^MID_W$} {}",
-                ":",
-                ":",
-                format!("({} s later)", secs(gap)),
-                ":"
-            );
+            let later = format!("({} s later)", secs(gap));
+            let _ = writeln!(s, "{:>TIME_W$}  {:<SIDE_W$} {later:^MID_W$} :", ":", ":");
             continue;
         }
         let mid = r.arrow.as_ref().map(arrow_text).unwrap_or_default();
@@ -266,13 +258,14 @@ pub fn text(result: &SimResult) -> String {
         );
         let _ = writeln!(s, "{}", line.trim_end());
     }
+    let (end_c, end_s) = (
+        format!("= {}", result.client.state),
+        format!("= {}", result.server.state),
+    );
     let _ = writeln!(
         s,
-        "{:>TIME_W$}  {:<SIDE_W$} {:^MID_W$} {}",
-        "end",
-        format!("= {}", result.client.state),
-        "",
-        format!("= {}", result.server.state)
+        "{:>TIME_W$}  {end_c:<SIDE_W$} {blank:^MID_W$} {end_s}",
+        "end"
     );
     s
 }

@@ -151,7 +151,7 @@ impl SegKind {
     }
 
     /// Sequence space consumed: SYN, FIN and (in this model) a data segment take one unit.
-    pub fn len(self) -> u32 {
+    pub fn seq_len(self) -> u32 {
         match self {
             SegKind::Syn | SegKind::SynAck | SegKind::Fin | SegKind::FinAck | SegKind::Data => 1,
             SegKind::Ack | SegKind::Rst => 0,
@@ -494,7 +494,7 @@ impl Tcb {
     /// Send a segment that uses sequence space, remember it for retransmission.
     fn emit(&mut self, kind: SegKind, now: u64, opts: &Options, out: &mut Output) {
         let s = self.seg(kind);
-        self.snd_nxt = self.snd_nxt.wrapping_add(kind.len());
+        self.snd_nxt = self.snd_nxt.wrapping_add(kind.seq_len());
         if kind.has_fin() {
             self.fin_sent = true;
         }
@@ -562,7 +562,7 @@ impl Tcb {
         if seg.kind.has_ack() {
             Segment::new(SegKind::Rst, seg.ack, 0)
         } else {
-            Segment::new(SegKind::Rst, 0, seg.seq.wrapping_add(seg.kind.len()))
+            Segment::new(SegKind::Rst, 0, seg.seq.wrapping_add(seg.kind.seq_len()))
         }
     }
 
@@ -601,7 +601,7 @@ impl Tcb {
                 self.snd_una = seg.ack;
                 let una = self.snd_una;
                 self.unacked
-                    .retain(|s| !seq_lt(s.seq.wrapping_add(s.kind.len()).wrapping_sub(1), una));
+                    .retain(|s| !seq_lt(s.seq.wrapping_add(s.kind.seq_len()).wrapping_sub(1), una));
                 self.retries = 0;
                 if self.unacked.is_empty() {
                     self.timers.retransmit = None;
