@@ -3,4 +3,5 @@
 //! `// LESSON:`.
 
 pub mod echo;
+pub mod ports;
 pub mod stuck;
