@@ -18,6 +18,12 @@
 //!   `idiag_expires` for TIME_WAIT sockets, the very timer lesson 05 shows). Reading the
 //!   fixed fields straight out of the receive buffer allocates nothing but the row.
 //!
+//! [`destroy`] sends the other request `ss -K` sends: `SOCK_DESTROY` with the exact socket id
+//! (both addresses and ports, and the cookie a dump reported for it). The kernel aborts that one socket as if it had
+//! received a RST (the peer gets a RST too). It needs CAP_NET_ADMIN and a kernel built with
+//! CONFIG_INET_DIAG_DESTROY; otherwise the kernel answers EPERM or EOPNOTSUPP, and the error
+//! says so.
+//!
 //! Left out on purpose: extensions (`idiag_ext`: TCP_INFO, memory, congestion), the
 //! `NLM_F_DUMP_INTR` flag (a dump that raced with changes is still a fine snapshot for a
 //! lesson), interface scope ids on link-local addresses (/proc cannot report them, and the
@@ -27,8 +33,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
-use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR};
-use netlink_packet_sock_diag::{AF_INET, AF_INET6, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR};
+use netlink_packet_sock_diag::{
+    AF_INET, AF_INET6, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY, constants::SOCK_DESTROY,
+};
 use netlink_sys::{Socket, SocketAddr as NlAddr, protocols::NETLINK_SOCK_DIAG};
 
 use super::{Family, Query, SocketRow, TimerKind};
@@ -82,6 +90,151 @@ pub fn dump(query: &Query) -> Result<Vec<SocketRow>> {
         receive(&socket, &mut buf, seq, &mut rows)?;
     }
     Ok(rows)
+}
+
+/// Destroy one socket, as `ss -K` does: a `SOCK_DESTROY` request naming the socket by its
+/// addresses and ports. The kernel aborts it (state CLOSE, a RST to the peer, ECONNABORTED
+/// for its owner's next call); the owner's file descriptor stays open until it closes it.
+///
+/// Errors: EPERM without CAP_NET_ADMIN, EOPNOTSUPP when the kernel lacks
+/// CONFIG_INET_DIAG_DESTROY, ENOENT when no such socket exists (any more).
+///
+/// The request carries the socket's cookie, read from a fresh dump just before: with no
+/// cookie the kernel's lookup falls back to the LISTEN socket on the same port when the
+/// connection is gone, and would destroy the listener instead.
+pub fn destroy(row: &SocketRow) -> Result<()> {
+    let socket = open()?;
+    let cookie = cookie_of(&socket, row)?.ok_or_else(|| {
+        Error::Netlink(format!(
+            "no {} socket {} -> {} to destroy (it closed already)",
+            row.state, row.local, row.remote
+        ))
+    })?;
+    let request = build_destroy_request(row, cookie, 1)?;
+    socket
+        .send(&request, 0)
+        .map_err(|e| Error::Netlink(format!("cannot send the destroy request: {e}")))?;
+    let mut buf = vec![0u8; 8192];
+    let n = loop {
+        match socket.recv(&mut &mut buf[..], 0) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::Netlink(format!(
+                    "no answer to the destroy request ({e})"
+                )));
+            }
+        }
+    };
+    parse_ack(&buf[..n.min(buf.len())], 1)
+}
+
+/// The kernel's cookie (`idiag_cookie`) of the socket `row` names, from a dump filtered to
+/// its state and local port; `None` when no such socket exists now.
+fn cookie_of(socket: &Socket, row: &SocketRow) -> Result<Option<[u8; 8]>> {
+    let family = if row.local.is_ipv4() {
+        AF_INET
+    } else {
+        AF_INET6
+    };
+    let bytecode = port_bytecode(&[row.local.port()])?;
+    let seq = 2;
+    let request = build_request(family, row.state.bit(), &bytecode, seq);
+    socket
+        .send(&request, 0)
+        .map_err(|e| Error::Netlink(format!("cannot send the dump request: {e}")))?;
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut found = None;
+    receive_records(socket, &mut buf, seq, &mut |p| {
+        if let Some(r) = parse_msg(p)?
+            && r.local == row.local
+            && r.remote == row.remote
+        {
+            let mut cookie = [0u8; 8];
+            cookie.copy_from_slice(&p[44..52]);
+            found = Some(cookie);
+        }
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// The SOCK_DESTROY datagram: nlmsghdr + inet_diag_req_v2 whose inet_diag_sockid names one
+/// socket (ports big-endian, addresses in network order, any interface, the kernel's cookie
+/// as the dump reported it).
+pub fn build_destroy_request(row: &SocketRow, cookie: [u8; 8], seq: u32) -> Result<Vec<u8>> {
+    let family = match (row.local, row.remote) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) => AF_INET,
+        (SocketAddr::V6(_), SocketAddr::V6(_)) => AF_INET6,
+        _ => {
+            return Err(Error::InvalidInput(format!(
+                "cannot destroy {} -> {}: the two addresses are of different families",
+                row.local, row.remote
+            )));
+        }
+    };
+    let total = NLMSG_HDR_LEN + REQ_LEN;
+    let mut m = Vec::with_capacity(total);
+    // struct nlmsghdr: a plain request, acknowledged (no dump)
+    m.extend_from_slice(&(total as u32).to_ne_bytes());
+    m.extend_from_slice(&SOCK_DESTROY.to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    // struct inet_diag_req_v2
+    m.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]);
+    m.extend_from_slice(&row.state.bit().to_ne_bytes());
+    // struct inet_diag_sockid
+    m.extend_from_slice(&row.local.port().to_be_bytes());
+    m.extend_from_slice(&row.remote.port().to_be_bytes());
+    m.extend_from_slice(&addr16(row.local));
+    m.extend_from_slice(&addr16(row.remote));
+    m.extend_from_slice(&0u32.to_ne_bytes()); // idiag_if: any interface
+    m.extend_from_slice(&cookie);
+    debug_assert_eq!(m.len(), total);
+    Ok(m)
+}
+
+/// An address as the 16 bytes of `idiag_src`/`idiag_dst` (IPv4 in the first 4).
+fn addr16(addr: SocketAddr) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    match addr {
+        SocketAddr::V4(a) => out[..4].copy_from_slice(&a.ip().octets()),
+        SocketAddr::V6(a) => out.copy_from_slice(&a.ip().octets()),
+    }
+    out
+}
+
+/// Read the kernel's NLMSG_ERROR answer to a request sent with NLM_F_ACK: code 0 is success.
+pub fn parse_ack(data: &[u8], seq: u32) -> Result<()> {
+    if data.len() < NLMSG_HDR_LEN + 4 {
+        return Err(Error::Netlink(format!(
+            "truncated answer to the destroy request ({} bytes)",
+            data.len()
+        )));
+    }
+    let kind = u16::from_ne_bytes([data[4], data[5]]);
+    let msg_seq = u32_at(data, 8);
+    if kind != NLMSG_ERROR || msg_seq != seq {
+        return Err(Error::Netlink(format!(
+            "unexpected answer to the destroy request (type {kind}, seq {msg_seq})"
+        )));
+    }
+    let code = u32_at(data, NLMSG_HDR_LEN) as i32;
+    if code == 0 {
+        return Ok(());
+    }
+    let errno = code.saturating_neg();
+    let err = io::Error::from_raw_os_error(errno);
+    let hint = match errno {
+        libc::EPERM | libc::EACCES => " (destroying sockets needs CAP_NET_ADMIN: run as root)",
+        libc::EOPNOTSUPP => " (this kernel was built without CONFIG_INET_DIAG_DESTROY)",
+        libc::ENOENT => " (no such socket: it closed already)",
+        _ => "",
+    };
+    Err(Error::Netlink(format!(
+        "the kernel refused to destroy the socket: {err}{hint}"
+    )))
 }
 
 /// A NETLINK_SOCK_DIAG socket with a large receive buffer and a receive timeout.
@@ -220,6 +373,21 @@ fn op(bc: &mut Vec<u8>, code: u8, yes: u8, no: u16) {
 
 /// Read datagrams until NLMSG_DONE for `seq`, appending a row per inet_diag_msg.
 fn receive(socket: &Socket, buf: &mut [u8], seq: u32, rows: &mut Vec<SocketRow>) -> Result<()> {
+    receive_records(socket, buf, seq, &mut |payload| {
+        if let Some(row) = parse_msg(payload)? {
+            rows.push(row);
+        }
+        Ok(())
+    })
+}
+
+/// Read datagrams until NLMSG_DONE for `seq`, handing each inet_diag_msg payload to `each`.
+fn receive_records(
+    socket: &Socket,
+    buf: &mut [u8],
+    seq: u32,
+    each: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
     loop {
         let n = match socket.recv(&mut &mut buf[..], 0) {
             Ok(n) => n,
@@ -252,14 +420,29 @@ fn receive(socket: &Socket, buf: &mut [u8], seq: u32, rows: &mut Vec<SocketRow>)
                 buf.len()
             )));
         }
-        if parse_datagram(&buf[..n], seq, rows)? {
+        if parse_records(&buf[..n], seq, each)? {
             return Ok(());
         }
     }
 }
 
 /// Parse one datagram of netlink messages. Returns `Ok(true)` on NLMSG_DONE.
-pub fn parse_datagram(mut data: &[u8], seq: u32, rows: &mut Vec<SocketRow>) -> Result<bool> {
+pub fn parse_datagram(data: &[u8], seq: u32, rows: &mut Vec<SocketRow>) -> Result<bool> {
+    parse_records(data, seq, &mut |payload| {
+        if let Some(row) = parse_msg(payload)? {
+            rows.push(row);
+        }
+        Ok(())
+    })
+}
+
+/// Walk one datagram, handing each SOCK_DIAG_BY_FAMILY payload to `each`. `Ok(true)` on
+/// NLMSG_DONE.
+fn parse_records(
+    mut data: &[u8],
+    seq: u32,
+    each: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<bool> {
     while !data.is_empty() {
         if data.len() < NLMSG_HDR_LEN {
             return Err(Error::Netlink(format!(
@@ -305,9 +488,7 @@ pub fn parse_datagram(mut data: &[u8], seq: u32, rows: &mut Vec<SocketRow>) -> R
                 return Err(errno_error("the kernel refused the dump", code));
             }
             SOCK_DIAG_BY_FAMILY => {
-                if let Some(row) = parse_msg(payload)? {
-                    rows.push(row);
-                }
+                each(payload)?;
             }
             _ => {} // NLMSG_NOOP and anything newer: nothing to read.
         }
@@ -470,6 +651,60 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([req[72], req[73]]), 24);
         assert_eq!(&req[76..], &bc[..]);
         assert_eq!(build_request(AF_INET, 0x1fff, &[], 1).len(), 72);
+    }
+
+    #[test]
+    fn destroy_request_layout() {
+        let row = SocketRow {
+            state: TcpState::CloseWait,
+            local: "127.0.0.1:8080".parse().unwrap(),
+            remote: "127.0.0.2:40000".parse().unwrap(),
+            timer: None,
+            timer_ms: None,
+            recv_q: 1,
+            send_q: 0,
+            uid: 0,
+            inode: 42,
+            pids: None,
+        };
+        let req = build_destroy_request(&row, [1, 2, 3, 4, 5, 6, 7, 8], 9).unwrap();
+        assert_eq!(req.len(), 16 + 56);
+        assert_eq!(u32_at(&req, 0) as usize, req.len());
+        assert_eq!(u16::from_ne_bytes([req[4], req[5]]), SOCK_DESTROY);
+        let flags = u16::from_ne_bytes([req[6], req[7]]);
+        assert_eq!(flags, NLM_F_REQUEST | NLM_F_ACK);
+        assert_eq!(u32_at(&req, 8), 9);
+        assert_eq!(&req[16..18], &[AF_INET, IPPROTO_TCP]);
+        assert_eq!(u32_at(&req, 20), TcpState::CloseWait.bit());
+        assert_eq!(&req[24..26], &8080u16.to_be_bytes());
+        assert_eq!(&req[26..28], &40000u16.to_be_bytes());
+        assert_eq!(&req[28..32], &[127, 0, 0, 1]);
+        assert_eq!(&req[44..48], &[127, 0, 0, 2]);
+        assert_eq!(&req[64..72], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut mixed = row.clone();
+        mixed.remote = "[::1]:1".parse().unwrap();
+        assert!(build_destroy_request(&mixed, [0; 8], 1).is_err());
+    }
+
+    #[test]
+    fn destroy_acks_and_refusals() {
+        let ack = |code: i32| {
+            let mut m = vec![0u8; 36];
+            m[0..4].copy_from_slice(&36u32.to_ne_bytes());
+            m[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+            m[8..12].copy_from_slice(&1u32.to_ne_bytes());
+            m[16..20].copy_from_slice(&code.to_ne_bytes());
+            m
+        };
+        assert!(parse_ack(&ack(0), 1).is_ok());
+        let e = parse_ack(&ack(-libc::EOPNOTSUPP), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("CONFIG_INET_DIAG_DESTROY"), "{e}");
+        let e = parse_ack(&ack(-libc::EPERM), 1).unwrap_err().to_string();
+        assert!(e.contains("CAP_NET_ADMIN"), "{e}");
+        assert!(parse_ack(&ack(0), 2).is_err());
+        assert!(parse_ack(&[0u8; 3], 1).is_err());
     }
 
     #[test]
