@@ -34,6 +34,10 @@ enum Command {
     Reset(cli::lessons::ResetArgs),
     /// The guided tour: every lesson, leaking and fixed, graded by the kernel.
     Tour(cli::lessons::TourArgs),
+    /// Play a scenario on the RFC 9293 model: a ladder diagram of how the connection ends.
+    Model(cli::model::ModelArgs),
+    /// The TCP state diagram (RFC 9293 Figure 5), generated from the model's transition table.
+    Diagram(cli::diagram::DiagramArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
         Command::Hint(args) => cli::lessons::hint(&args),
         Command::Reset(args) => cli::lessons::reset(&args),
         Command::Tour(args) => cli::lessons::tour(&args),
+        Command::Model(args) => cli::model::run(&args),
+        Command::Diagram(args) => cli::diagram::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -3,3 +3,6 @@
 //! `// LESSON:`.
 
 pub mod echo;
+pub mod mystery;
+pub mod ports;
+pub mod stuck;

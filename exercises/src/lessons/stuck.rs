@@ -1,0 +1,328 @@
+//! Lesson 10's driver: a client that reuses its own local port after its orphaned FIN_WAIT2
+//! expired, against a server that may still hold the old connection in CLOSE_WAIT. The binary
+//! provides the server's handler; this module plays the client and asks the kernel.
+//!
+//! What this kernel does (Linux 6.x, checked with `ss`): the new SYN matches the stale
+//! CLOSE_WAIT socket, so the server's kernel does not answer SYN-ACK but a "challenge ACK"
+//! (RFC 5961). The client's kernel, in SYN_SENT, finds that ACK acknowledges nothing it sent
+//! and answers RST, which kills the stale CLOSE_WAIT socket; then it retransmits the SYN after
+//! the minimum timeout instead of the usual 1 s, and that SYN reaches the listener. connect()
+//! succeeds, a round trip and a retransmission late. Where the RST is lost (a firewall that
+//! drops it, a rate-limited challenge ACK), connect() times out instead.
+//!
+//! Left out on purpose: packet captures (the tracepoint and `ss` are enough to show it), and
+//! IPv6 (the same code paths).
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use socket2::{Domain, Protocol, Socket, Type};
+use tcplab_core::observe::SocketRow;
+use tcplab_core::{TcpState, sockets};
+
+use crate::catalog::Verdict;
+use crate::lesson::Lab;
+
+/// How long the client's reconnect may take before we call it stuck.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// TCP_LINGER2 on the client: its orphaned FIN_WAIT2 lasts this long (instead of 60 s).
+pub const LINGER2_SECS: i32 = 1;
+
+/// The rows of the one connection between the client's port and the server's port.
+fn pair(rows: &[SocketRow], client_port: u16, server_port: u16) -> (Vec<TcpState>, Vec<TcpState>) {
+    let client = rows
+        .iter()
+        .filter(|r| r.local.port() == client_port && r.remote.port() == server_port)
+        .map(|r| r.state)
+        .collect();
+    let server = rows
+        .iter()
+        .filter(|r| r.local.port() == server_port && r.remote.port() == client_port)
+        .map(|r| r.state)
+        .collect();
+    (client, server)
+}
+
+fn names(states: &[TcpState]) -> String {
+    if states.is_empty() {
+        "nothing".to_string()
+    } else {
+        states
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Connect from a port the kernel picks, with SO_REUSEADDR so the same port can be bound again.
+fn first_connection(server: SocketAddr) -> Result<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
+    socket
+        .connect_timeout(&server.into(), CONNECT_TIMEOUT)
+        .context("first connect")?;
+    Ok(socket.into())
+}
+
+/// One line there and back, with timeouts.
+fn exchange(stream: &mut TcpStream) -> Result<()> {
+    stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+    let line = b"hello again\n";
+    stream.write_all(line)?;
+    let mut echo = vec![0u8; line.len()];
+    stream.read_exact(&mut echo)?;
+    Ok(())
+}
+
+/// The kernel's count of retransmitted segments on this socket (TCP_INFO tcpi_total_retrans):
+/// after connect(), a retransmitted SYN.
+fn total_retrans(stream: &TcpStream) -> Result<u32> {
+    // SAFETY: tcp_info is plain data; getsockopt fills at most `len` bytes of it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("getsockopt(TCP_INFO)");
+    }
+    Ok(info.tcpi_total_retrans)
+}
+
+/// TcpExt TCPChallengeACK from /proc/net/netstat: challenge ACKs this network namespace sent.
+fn challenge_acks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?.split_whitespace();
+    let values = lines.next()?.split_whitespace();
+    names
+        .zip(values)
+        .find(|(n, _)| *n == "TCPChallengeACK")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// Run the lesson with the server started by `start`.
+pub fn run(
+    lab: &mut Lab,
+    start: impl FnOnce(TcpListener, usize, Arc<AtomicBool>) -> JoinHandle<()>,
+) -> Result<()> {
+    let listener = sockets::loopback_listener(false)?;
+    let server = listener.local_addr()?;
+    lab.watch(server.port())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    // Two connections: the first, and the reconnect from the same client port.
+    let handle = start(listener, 2, stop.clone());
+    let result = lesson(lab, server);
+    stop.store(true, Ordering::Relaxed);
+    let _ = handle.join();
+    result
+}
+
+fn lesson(lab: &mut Lab, server: SocketAddr) -> Result<()> {
+    let sp = server.port();
+    lab.step(format!("An echo server listens on {server}"));
+
+    let mut first = first_connection(server)?;
+    let cp = first.local_addr()?.port();
+    exchange(&mut first).context("first exchange")?;
+    lab.step(format!(
+        "The client connects from port {cp} (SO_REUSEADDR, so it can bind that port again later), \
+         exchanges a line, sets TCP_LINGER2 = {LINGER2_SECS} s and closes"
+    ));
+    sockets::set_linger2(&first, LINGER2_SECS)?;
+    drop(first);
+    let rows = wait_rows(lab, cp, Duration::from_secs(3), |c, s| {
+        c.contains(&TcpState::TimeWait)
+            || (c.contains(&TcpState::FinWait2) && s.contains(&TcpState::CloseWait))
+    })?;
+    let (c, s) = pair(&rows, cp, sp);
+    lab.say(format!(
+        "kernel says: client port {cp}: {} | server side of that connection: {}",
+        names(&c),
+        names(&s)
+    ));
+    if let Some(r) = rows
+        .iter()
+        .find(|r| r.local.port() == cp && r.state == TcpState::FinWait2)
+    {
+        lab.say(format!(
+            "the client's socket is orphaned (the program closed it) in FIN_WAIT2, its timer at \
+             {} ms: TCP_LINGER2 bounds how long it waits for the server's FIN",
+            r.timer_ms.unwrap_or(0)
+        ));
+    }
+
+    lab.step("Wait until the client's FIN_WAIT2 is gone (TCP_LINGER2 expired)");
+    let rows = wait_rows(lab, cp, Duration::from_secs(3), |c, _| {
+        !c.contains(&TcpState::FinWait2)
+    })?;
+    let (c, s) = pair(&rows, cp, sp);
+    lab.say(format!(
+        "kernel says: client port {cp}: {} | server side: {}",
+        names(&c),
+        names(&s)
+    ));
+    if c.contains(&TcpState::FinWait2) {
+        bail!("the client's FIN_WAIT2 did not expire within 3 s (TCP_LINGER2 = {LINGER2_SECS} s)");
+    }
+    let close_wait_before = s.iter().filter(|&&x| x == TcpState::CloseWait).count();
+    if close_wait_before > 0 {
+        lab.say(
+            "the client's side is forgotten, but the server's side is still in CLOSE_WAIT: the \
+             server program never closed it",
+        );
+    } else if c.contains(&TcpState::TimeWait) {
+        lab.say(
+            "the server closed its side, so the client holds TIME_WAIT on the port; a connect() \
+             from an explicitly bound port may reuse it (TCP timestamps keep the two apart)",
+        );
+    }
+
+    lab.step(format!(
+        "The client connects again FROM THE SAME PORT {cp} (timeout {} s)",
+        CONNECT_TIMEOUT.as_secs()
+    ));
+    let acks_before = challenge_acks();
+    let t0 = Instant::now();
+    let local = SocketAddr::from((Ipv4Addr::LOCALHOST, cp));
+    let reconnect = sockets::connect_from(local, server, true, CONNECT_TIMEOUT);
+    let connect_ms = t0.elapsed().as_millis();
+    let acks = match (acks_before, challenge_acks()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let (connect_result, retrans, mut stream) = match reconnect {
+        Ok(stream) => (
+            "connected".to_string(),
+            Some(total_retrans(&stream)?),
+            Some(stream),
+        ),
+        Err(e) => {
+            let name = match e.raw_os_error() {
+                Some(libc::ETIMEDOUT) => "ETIMEDOUT".to_string(),
+                Some(libc::ECONNREFUSED) => "ECONNREFUSED".to_string(),
+                Some(libc::EADDRNOTAVAIL) => "EADDRNOTAVAIL".to_string(),
+                Some(libc::EADDRINUSE) => "EADDRINUSE".to_string(),
+                _ if e.kind() == std::io::ErrorKind::TimedOut => "timed out".to_string(),
+                _ => e.to_string(),
+            };
+            (name, None, None)
+        }
+    };
+    lab.say(format!("connect(): {connect_result} after {connect_ms} ms"));
+    if let Some(n) = retrans {
+        lab.say(format!(
+            "the kernel's TCP_INFO for the new socket: {n} retransmitted segment(s) (the SYN)"
+        ));
+    }
+    if let Some(n) = acks {
+        lab.say(format!(
+            "challenge ACKs sent in this network namespace meanwhile: {n} (a machine-wide \
+             counter: other programs may add to it)"
+        ));
+    }
+    if let Some(stream) = stream.as_mut() {
+        exchange(stream).context("exchange on the new connection")?;
+        lab.say("a line went there and back on the new connection");
+    }
+    let rows = lab.rows()?;
+    let (c, s) = pair(&rows, cp, sp);
+    lab.say(format!(
+        "kernel says: client port {cp}: {} | server side: {}",
+        names(&c),
+        names(&s)
+    ));
+    let close_wait_after = lab.sides()?.count("server", TcpState::CloseWait);
+
+    lab.fact("client_port", cp);
+    lab.fact("linger2_secs", LINGER2_SECS);
+    lab.fact("server_close_wait_before", close_wait_before);
+    lab.fact("connect_result", &connect_result);
+    lab.fact("connect_ms", connect_ms as u64);
+    lab.fact("syn_retransmits", retrans);
+    lab.fact("challenge_acks_seen", acks);
+    lab.fact("server_close_wait_after", close_wait_after);
+
+    let connected = stream.is_some();
+    let seen = lab.sides()?;
+    let (verdict, why) = if close_wait_before > 0 && (!connected || retrans.unwrap_or(0) > 0) {
+        if connected {
+            lab.say(
+                "what happened: the SYN matched the stale CLOSE_WAIT socket, so the server's \
+                 kernel answered with a challenge ACK instead of SYN-ACK; the client's kernel \
+                 answered that with RST, which killed the stale socket, and its retransmitted \
+                 SYN then reached the listener.",
+            );
+            lab.say(
+                "this kernel recovers in milliseconds; if that RST is dropped (a firewall, a \
+                 middlebox, a rate-limited challenge ACK) connect() hangs until it times out. \
+                 Either way the leaking server lost a connection it never closed, and the \
+                 client paid a retransmission for it.",
+            );
+        } else {
+            lab.say("connect() never completed: the stale CLOSE_WAIT socket swallowed the SYNs.");
+        }
+        (
+            Verdict::Leak,
+            format!(
+                "the reconnect from port {cp} met the server's stale CLOSE_WAIT socket: \
+                 {connect_result} after {connect_ms} ms, SYN retransmitted {} time(s)",
+                retrans.unwrap_or(0)
+            ),
+        )
+    } else if connected && retrans == Some(0) && close_wait_before == 0 && close_wait_after == 0 {
+        lab.say(
+            "no CLOSE_WAIT: the server closed on EOF, the SYN found only the listener, and the \
+             handshake completed at once.",
+        );
+        (
+            Verdict::Clean,
+            format!(
+                "the reconnect from port {cp} connected in {connect_ms} ms with no retransmission"
+            ),
+        )
+    } else {
+        bail!(
+            "the kernel showed neither outcome: CLOSE_WAIT before {close_wait_before}, after \
+             {close_wait_after}, connect {connect_result} in {connect_ms} ms, retransmits {retrans:?}"
+        );
+    };
+    lab.finish(verdict, seen, &why)?;
+    drop(stream);
+    Ok(())
+}
+
+/// Poll the kernel (rows on the server port) until `done(client states, server states)` for
+/// the one connection holds, or `timeout`.
+fn wait_rows(
+    lab: &Lab,
+    cp: u16,
+    timeout: Duration,
+    done: impl Fn(&[TcpState], &[TcpState]) -> bool,
+) -> Result<Vec<SocketRow>> {
+    let sp = lab.server_port()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let rows = lab.rows()?;
+        let (c, s) = pair(&rows, cp, sp);
+        if done(&c, &s) || Instant::now() >= deadline {
+            return Ok(rows);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
