@@ -381,6 +381,12 @@ impl Tracer {
         self.worker.as_ref().is_none_or(|w| w.is_finished())
     }
 
+    /// Stop and clean up, keeping the events for [`Tracer::events`] and [`Tracer::finish`].
+    /// The error, if the tracer failed, is returned here (once).
+    pub fn halt(&mut self) -> Result<()> {
+        self.join()
+    }
+
     /// Stop, clean up, and return the timeline.
     pub fn stop(self) -> Result<Timeline> {
         self.finish().map(|r| r.timeline)
