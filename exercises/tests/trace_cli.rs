@@ -143,7 +143,7 @@ fn signal_ends_cleanly(signal: i32) {
             .any(|e| e["local"] == format!("127.0.0.1:{client_port}")
                 && e["to"] == "TIME_WAIT"
                 && e["source"] == "diag"),
-        "{stdout}"
+        "{stdout}\nstderr: {stderr}"
     );
     for e in &events {
         for key in ["t_us", "local", "remote", "from", "to", "source"] {

@@ -528,7 +528,7 @@ fn tracepoint_loop(
         let now = Instant::now();
         if stopping || now >= next_round {
             let t = Instant::now();
-            tp.resolve(ctx, stopping);
+            tp.resolve(ctx);
             round = ctx
                 .interval
                 .max(Duration::from_millis(2))
@@ -619,8 +619,8 @@ impl TpState {
     }
 
     /// One sock_diag dump: settle the pending `-> CLOSE` events and recheck mini-sockets.
-    fn resolve(&mut self, ctx: &Ctx, final_round: bool) {
-        if self.closes.is_empty() && (self.mini.is_empty() || final_round) {
+    fn resolve(&mut self, ctx: &Ctx) {
+        if self.closes.is_empty() && self.mini.is_empty() {
             return;
         }
         let rows = match ctx.dump_mini() {
@@ -640,8 +640,9 @@ impl TpState {
             .iter()
             .map(|r| (endpoint(r.local, r.remote), r.state))
             .collect();
-        // Recheck the mini-sockets we already knew (before adding new ones).
-        if !final_round {
+        // Recheck the mini-sockets we already knew (before adding new ones); the final
+        // round too, so a change just before stop() is not lost between two rounds.
+        {
             let t = ctx.now_us();
             let mut gone = Vec::new();
             for (ep, st) in self.mini.iter_mut() {
