@@ -24,6 +24,11 @@ use crate::catalog::{Binary, Catalog, Lesson, Verdict};
 /// exhaust the machine.
 pub const MAX_CONNECTIONS: usize = 20_000;
 
+/// How long a program gets to close its socket after the peer's FIN has arrived before a
+/// lesson calls the socket leaked. A correct program closes within microseconds; on a busy
+/// machine a thread may wait a few milliseconds to be scheduled, never a second.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Flags every lesson binary takes.
 #[derive(Parser, Debug, Clone)]
 #[command(version, about = None)]
