@@ -8,11 +8,13 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
+use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
 use tcplab_core::observe::{self, Method, Query, SocketRow};
 use tcplab_core::{TcpState, Timeline};
 
@@ -21,6 +23,11 @@ use crate::catalog::{Binary, Catalog, Lesson, Verdict};
 /// The most connections a lesson accepts: enough to see piles, bounded so a typo cannot
 /// exhaust the machine.
 pub const MAX_CONNECTIONS: usize = 20_000;
+
+/// How long a program gets to close its socket after the peer's FIN has arrived before a
+/// lesson calls the socket leaked. A correct program closes within microseconds; on a busy
+/// machine a thread may wait a few milliseconds to be scheduled, never a second.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Flags every lesson binary takes.
 #[derive(Parser, Debug, Clone)]
@@ -48,6 +55,46 @@ pub enum BackendArg {
     Auto,
     Tracepoint,
     Poll,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Backend {
+        match b {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Tracepoint => Backend::Tracepoint,
+            BackendArg::Poll => Backend::Poll,
+        }
+    }
+}
+
+/// The lesson's tracer, reachable from the signal thread so that Ctrl-C still removes the
+/// tracefs instance before the process exits.
+static TRACER: Mutex<Option<Tracer>> = Mutex::new(None);
+
+fn take_tracer() -> Option<Tracer> {
+    TRACER
+        .lock()
+        .map(|mut t| t.take())
+        .unwrap_or_else(|p| p.into_inner().take())
+}
+
+/// On SIGINT or SIGTERM: stop the tracer (which cleans up its tracefs instance), then exit.
+fn install_signal_cleanup() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    let mut first = false;
+    INSTALLED.call_once(|| first = true);
+    if !first {
+        return;
+    }
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                drop(take_tracer());
+                std::process::exit(128 + sig);
+            }
+        });
+    }
 }
 
 /// Socket counts per side ("server", "client") and state, as the kernel reported them.
@@ -135,6 +182,11 @@ pub struct Lab {
 
 impl Lab {
     fn new(name: &str, args: LessonArgs) -> Result<Lab> {
+        if let Some(secs) = args.hold {
+            if !(0.0..=3600.0).contains(&secs) {
+                bail!("--hold {secs} is outside 0..3600 seconds");
+            }
+        }
         let catalog = Catalog::builtin();
         let (lesson, binary) = catalog
             .binary(name)
@@ -145,7 +197,7 @@ impl Lab {
             binary: binary.clone(),
             started: Instant::now(),
             server_port: None,
-            backend: "sock_diag snapshots".to_string(),
+            backend: "none".to_string(),
             timeline: Timeline::new(),
             facts: serde_json::Map::new(),
         })
@@ -159,14 +211,14 @@ impl Lab {
     /// A heading for a step of the lesson.
     pub fn step(&self, text: impl AsRef<str>) {
         if self.narrating() {
-            println!("\n==> {}", text.as_ref());
+            print_line(&format!("\n==> {}", text.as_ref()));
         }
     }
 
     /// A line of narration.
     pub fn say(&self, text: impl AsRef<str>) {
         if self.narrating() {
-            println!("    {}", text.as_ref());
+            print_line(&format!("    {}", text.as_ref()));
         }
     }
 
@@ -194,9 +246,25 @@ impl Lab {
         Ok(n)
     }
 
-    /// Remember the lesson's server port: observation is filtered to it, in the kernel.
+    /// Watch the lesson's server port: snapshots are filtered to it in the kernel, and a
+    /// tracer (the tracepoint with root, sock_diag polling without) records every state
+    /// change of sockets on it until [`Lab::finish`].
     pub fn watch(&mut self, server_port: u16) -> Result<()> {
         self.server_port = Some(server_port);
+        let cfg = TraceConfig::ports(&[server_port]).with_backend(self.args.backend.into());
+        // The signal thread starts here, not in main(): lesson 09 must still be
+        // single-threaded when it enters its private namespace (unshare refuses otherwise).
+        install_signal_cleanup();
+        let tracer = Tracer::start(cfg)?;
+        self.backend = tracer.backend().to_string();
+        self.say(format!(
+            "watching port {server_port} with the {} backend ({})",
+            tracer.backend(),
+            tracer.note()
+        ));
+        if let Ok(mut slot) = TRACER.lock() {
+            *slot = Some(tracer);
+        }
         Ok(())
     }
 
@@ -253,6 +321,9 @@ impl Lab {
     /// Print the verdict (or the JSON report), then hold the process if asked. Call it while
     /// the lesson's sockets are still alive, so `--hold` keeps them.
     pub fn finish(&mut self, verdict: Verdict, observed: Sides, why: &str) -> Result<()> {
+        if let Some(tracer) = take_tracer() {
+            self.timeline = tracer.stop()?;
+        }
         let report = Report {
             lesson: self.lesson.id.clone(),
             binary: self.binary.name.clone(),
@@ -270,29 +341,31 @@ impl Lab {
             writeln!(out)?;
             out.flush()?;
         } else {
-            println!();
+            print_line("");
             let mark = if verdict == self.binary.expect {
                 "as expected"
             } else {
                 "NOT what this binary is expected to show"
             };
-            println!("verdict: {verdict} ({mark}) - {why}");
+            print_line(&format!("verdict: {verdict} ({mark}) - {why}"));
         }
         if let Some(secs) = self.args.hold {
-            if !(0.0..=3600.0).contains(&secs) {
-                bail!("--hold {secs} is outside 0..3600 seconds");
-            }
             if self.narrating() {
-                println!(
-                    "holding the sockets for {secs} s (port {}): look with `tcplab snapshot --port {}`",
-                    self.server_port.unwrap_or(0),
-                    self.server_port.unwrap_or(0)
-                );
+                let port = self.server_port.unwrap_or(0);
+                print_line(&format!(
+                    "holding the sockets for {secs} s (port {port}): look with `tcplab snapshot --port {port}`"
+                ));
             }
             std::thread::sleep(Duration::from_secs_f64(secs));
         }
         Ok(())
     }
+}
+
+/// Print a line of narration. A closed stdout (`| head`) must not stop the lesson, which
+/// still has sockets and a tracer to clean up.
+pub fn print_line(text: &str) {
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
 
 /// The open-file limit of this process (RLIMIT_NOFILE, soft).
@@ -330,11 +403,15 @@ pub fn main(name: &str, body: fn(&mut Lab) -> Result<()>) -> ExitCode {
     raise_open_file_limit();
     let result = Lab::new(name, args).and_then(|mut lab| {
         if lab.narrating() {
-            println!("Lesson {}: {}", lab.lesson.id, lab.lesson.title);
-            println!("({name})");
+            print_line(&format!(
+                "Lesson {}: {}\n({name})",
+                lab.lesson.id, lab.lesson.title
+            ));
         }
         body(&mut lab)
     });
+    // A lesson that failed before finish() still removes its tracer's tracefs instance.
+    drop(take_tracer());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -18,6 +18,9 @@ struct Cli {
 enum Command {
     /// Show TCP sockets as the kernel reports them (like `ss -tan`).
     Snapshot(cli::snapshot::SnapshotArgs),
+    /// Print every TCP state change on some ports as it happens (tracepoint as root, else
+    /// sock_diag polling).
+    Trace(cli::trace::TraceArgs),
     /// Check what this machine and user can do, and what the sysctls mean for the lessons.
     Doctor(cli::doctor::DoctorArgs),
     /// Live counts per state, refreshed until Ctrl-C.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Tour(args) => cli::lessons::tour(&args),
         Command::Model(args) => cli::model::run(&args),
         Command::Diagram(args) => cli::diagram::run(&args),
+        Command::Trace(args) => cli::trace::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,8 @@
 pub mod diagram;
 pub mod doctor;
 pub mod lessons;
-pub mod runner;
 pub mod model;
+pub mod runner;
 pub mod snapshot;
+pub mod trace;
 pub mod watch;

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
-use crate::lesson::Lab;
+use crate::lesson::{CLOSE_GRACE, Lab};
 
 /// How long any single client call may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -92,9 +92,13 @@ pub fn run(
     ));
 
     lab.step("What the kernel shows once the FINs have been answered");
-    let seen = lab.wait_until(Duration::from_secs(3), |s| {
+    lab.wait_until(Duration::from_secs(3), |s| {
         s.count("server", TcpState::Established) == 0
             && s.count("client", TcpState::FinWait2) + s.count("client", TcpState::TimeWait) == n
+    })?;
+    // Every FIN has arrived; give the server the grace period to close before grading.
+    let seen = lab.wait_until(CLOSE_GRACE, |s| {
+        s.count("server", TcpState::CloseWait) == 0 && s.count("client", TcpState::TimeWait) == n
     })?;
     lab.say(format!("kernel says: {}", seen.describe()));
     let close_wait = seen.count("server", TcpState::CloseWait);

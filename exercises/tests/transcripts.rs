@@ -1,0 +1,106 @@
+//! The narrated output of every lesson binary, as insta snapshots with what varies from run
+//! to run (ports, times, pids, timers, rates) redacted. The book includes these files, so its
+//! transcripts come from real runs and a change in a lesson's story fails this test until the
+//! snapshot is reviewed (`cargo insta review`).
+//!
+//! Recorded as root, where the tracer uses the tracepoint and lesson 11 may destroy sockets;
+//! as another user the narration differs in those places, so the test says so and skips.
+
+use std::path::Path;
+use std::process::Command;
+
+use tcplab_exercises::catalog::Catalog;
+
+/// Replace what varies between runs with a placeholder.
+fn filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        // The tracer line names the backend, an instance and a mount point.
+        (
+            r"(?m)^    watching port .*$",
+            "    watching port [PORT] with [BACKEND]",
+        ),
+        (r":\d{4,5}\b", ":[PORT]"),
+        (r"(?i)\b(ports?) \d{4,5}\b", "$1 [PORT]"),
+        (r"\bpids? \[[\d, ]+\]", "pid [PIDS]"),
+        (r"\bpid \d+", "pid [PID]"),
+        (r"/proc/\d+/", "/proc/[PID]/"),
+        (r"\binode \d+", "inode [INODE]"),
+        (r"\d+(\.\d+)? ?(ms|us|µs)\b", "[N] $2"),
+        (r"\b\d+(\.\d+)? ?(s|sec|seconds)\b", "[T] s"),
+        (r"\b\d+(\.\d+)?[kK]?/s\b", "[RATE]/s"),
+        (
+            r"\b\d[\d,]*(\.\d+)? (connections|requests)/s\b",
+            "[RATE] $2/s",
+        ),
+        (r"tcplab-\d+-\d+", "tcplab-[ID]"),
+        (r"/tmp/tcplab-tracefs-\S+", "[MOUNT]"),
+    ]
+}
+
+fn binary(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_tcplab")).with_file_name(name)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn transcript(name: &str) {
+    if !is_root() {
+        eprintln!("skipped: transcripts are recorded as root (the tracepoint backend)");
+        return;
+    }
+    let out = Command::new(binary(name)).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut settings = insta::Settings::clone_current();
+    for (pattern, replacement) in filters() {
+        settings.add_filter(pattern, replacement);
+    }
+    settings.set_prepend_module_to_snapshot(true);
+    settings.bind(|| insta::assert_snapshot!(name.to_string(), text));
+}
+
+macro_rules! transcripts {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        $(#[test] fn $test() { transcript($name); })*
+
+        /// Every catalog binary has a transcript test above.
+        #[test]
+        fn every_binary_has_a_transcript() {
+            let listed: Vec<&str> = vec![$($name),*];
+            for name in Catalog::builtin().binary_names() {
+                assert!(listed.contains(&name), "{name} has no transcript test");
+            }
+        }
+    };
+}
+
+transcripts! {
+    t01_full => "01-accept-queue-full",
+    t01_accepts => "01-accepts",
+    t02 => "02-four-way-close",
+    t03_leak => "03-close-wait-leak",
+    t03_fixed => "03-close-wait-fixed",
+    t04_leak => "04-async-leak",
+    t04_fixed => "04-async-fixed",
+    t05_server => "05-server-closes-first",
+    t05_client => "05-client-closes-first",
+    t06_no => "06-restart-no-reuseaddr",
+    t06_yes => "06-restart-reuseaddr",
+    t07_zero => "07-linger-zero",
+    t07_graceful => "07-graceful-close",
+    t08_early => "08-close-too-early",
+    t08_shutdown => "08-shutdown-write",
+    t09_churn => "09-port-exhaustion-churn",
+    t09_pool => "09-port-exhaustion-pool",
+    t10_stuck => "10-stuck-close-wait",
+    t10_fixed => "10-fixed-server",
+    t11_leak => "11-mystery-leak",
+    t11_fix => "11-find-and-fix",
+}
