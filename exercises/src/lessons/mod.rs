@@ -2,5 +2,7 @@
 //! What differs between the leaking and the fixed binary stays in the binary, marked
 //! `// LESSON:`.
 
-pub mod echo;
+pub mod abortive;
 pub mod async_echo;
+pub mod echo;
+pub mod net;
