@@ -152,7 +152,8 @@ pub fn run(
     let abort_on_data = net::counter_growth("TCPAbortOnData", abort_on_data);
     if let Some(grew) = abort_on_data {
         lab.say(format!(
-            "the kernel's counter TcpExtTCPAbortOnData (a close() that aborts: linger 0, or data              arriving after close) grew by {grew} (it counts machine-wide)"
+            "the kernel's counter TcpExtTCPAbortOnData (a close() that aborts: linger 0, or data \
+             arriving after close) grew by {grew} (it counts machine-wide)"
         ));
     }
     let tw1 = seen1.count("server", TcpState::TimeWait);

@@ -5,4 +5,5 @@
 pub mod abortive;
 pub mod async_echo;
 pub mod echo;
+pub mod half_close;
 pub mod net;
