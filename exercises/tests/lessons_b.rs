@@ -54,7 +54,10 @@ fn check_verdict(name: &str, report: &Value) {
 
 fn fact<'a>(report: &'a Value, key: &str) -> &'a Value {
     let v = &report["facts"][key];
-    assert!(!v.is_null() || report["facts"].get(key).is_some(), "no fact {key}: {report}");
+    assert!(
+        !v.is_null() || report["facts"].get(key).is_some(),
+        "no fact {key}: {report}"
+    );
     v
 }
 

@@ -89,8 +89,7 @@ fn request_with_body(addr: SocketAddr) -> io::Result<Received> {
 
 /// Every socket of the connection has finished: only the listener and TIME_WAIT remain.
 fn settled(s: &Sides) -> bool {
-    s.total("server")
-        == s.count("server", TcpState::Listen) + s.count("server", TcpState::TimeWait)
+    s.total("server") == s.count("server", TcpState::Listen) + s.count("server", TcpState::TimeWait)
         && s.total("client") == s.count("client", TcpState::TimeWait)
 }
 
@@ -231,7 +230,10 @@ pub fn run(
     lab.fact("unread_bytes_at_close", REQUEST_BODY_BYTES);
     lab.fact("unread_reply_bytes_received", got2.bytes);
     lab.fact("unread_client_error", error_fact(&got2.error));
-    lab.fact("unread_server_error", served2.as_ref().err().map(errno_name));
+    lab.fact(
+        "unread_server_error",
+        served2.as_ref().err().map(errno_name),
+    );
     lab.fact("unread_server_time_wait", tw2);
     lab.fact("kernel_tcp_abort_on_close_growth", abort_on_close);
 

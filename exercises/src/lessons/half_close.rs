@@ -10,8 +10,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::thread;
 use std::sync::Mutex;
+use std::thread;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -94,8 +94,7 @@ pub fn show_half_closed(lab: &Lab) -> Result<Sides> {
 
 /// Only the listener and TIME_WAIT are left: the connection has ended.
 fn ended(s: &Sides) -> bool {
-    s.total("server")
-        == s.count("server", TcpState::Listen) + s.count("server", TcpState::TimeWait)
+    s.total("server") == s.count("server", TcpState::Listen) + s.count("server", TcpState::TimeWait)
         && s.total("client") == s.count("client", TcpState::TimeWait)
 }
 
