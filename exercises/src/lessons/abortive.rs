@@ -107,6 +107,9 @@ pub fn run(
     send_and_close: fn(TcpStream, &[u8]) -> io::Result<()>,
     answer_and_close: fn(TcpStream) -> io::Result<()>,
 ) -> Result<()> {
+    if lab.args.connections.is_some_and(|n| n != 1) {
+        eprintln!("note: this lesson uses one connection at a time; --connections is ignored");
+    }
     let listener = sockets::loopback_listener(false)?;
     let addr = listener.local_addr()?;
     lab.watch(addr.port())?;
@@ -151,8 +154,8 @@ pub fn run(
     let abort_on_data = net::counter_growth("TCPAbortOnData", abort_on_data);
     if let Some(grew) = abort_on_data {
         lab.say(format!(
-            "the kernel's counter TcpExtTCPAbortOnData (a close() that aborts: linger 0, or data \
-             arriving after close) grew by {grew} (it counts machine-wide)"
+            "the kernel's counter TcpExtTCPAbortOnData, where Linux counts a close() with \
+             SO_LINGER 0 despite the name, grew by {grew} (it counts machine-wide)"
         ));
     }
     let tw1 = seen1.count("server", TcpState::TimeWait);

@@ -100,6 +100,9 @@ fn ended(s: &Sides) -> bool {
 
 /// Run the lesson with the binary's client, which returns the reply it read.
 pub fn run(lab: &mut Lab, client: fn(&Lab, SocketAddr) -> Result<Vec<u8>>) -> Result<()> {
+    if lab.args.connections.is_some_and(|n| n != 1) {
+        eprintln!("note: this lesson uses one connection at a time; --connections is ignored");
+    }
     let listener = sockets::loopback_listener(false)?;
     let addr = listener.local_addr()?;
     lab.watch(addr.port())?;
