@@ -18,7 +18,7 @@ use tcplab_core::sockets;
 
 use crate::catalog::Verdict;
 use crate::lesson::{Lab, Sides};
-use crate::lessons::net::{self, IO_TIMEOUT, errno_name};
+use crate::lessons::net::{self, IO_TIMEOUT, Own, errno_name};
 
 /// What the server sends in part 1: 8 MiB, more than the send and receive buffers hold.
 pub const PAYLOAD_BYTES: usize = 8 << 20;
@@ -79,8 +79,9 @@ fn read_all(mut stream: TcpStream, pause: Duration) -> Received {
 }
 
 /// Part 2's client: send the request line and a body, read the reply to its end.
-fn request_with_body(addr: SocketAddr) -> io::Result<Received> {
+fn request_with_body(addr: SocketAddr, own: &mut Own) -> io::Result<Received> {
     let mut stream = net::connect(addr)?;
+    own.clients.push(stream.local_addr()?);
     let mut request = REQUEST_LINE.to_vec();
     request.extend(std::iter::repeat_n(b'x', REQUEST_BODY_BYTES));
     stream.write_all(&request)?;
@@ -114,6 +115,7 @@ pub fn run(
     let addr = listener.local_addr()?;
     lab.watch(addr.port())?;
     let payload = vec![b'.'; PAYLOAD_BYTES];
+    let mut own = Own::new(addr);
 
     // Part 1: a payload bigger than the buffers, then close.
     lab.step(format!(
@@ -127,6 +129,7 @@ pub fn run(
             send_and_close(stream, &payload)
         });
         let client = net::connect(addr).context("connect")?;
+        own.clients.push(client.local_addr()?);
         let got = read_all(client, READ_PAUSE);
         let served = server.join().expect("the server thread panicked");
         Ok((served, got))
@@ -149,7 +152,7 @@ pub fn run(
             errno_name(e)
         )),
     }
-    let seen1 = lab.wait_until(Duration::from_secs(2), settled)?;
+    let seen1 = own.wait_until(lab, Duration::from_secs(2), settled)?;
     lab.say(format!("kernel says: {}", seen1.describe()));
     let abort_on_data = net::counter_growth("TCPAbortOnData", abort_on_data);
     if let Some(grew) = abort_on_data {
@@ -190,7 +193,7 @@ pub fn run(
             let stream = net::accept_within(&listener, IO_TIMEOUT)?;
             answer_and_close(stream)
         });
-        let got = request_with_body(addr).context("part 2 client")?;
+        let got = request_with_body(addr, &mut own).context("part 2 client")?;
         let served = server.join().expect("the server thread panicked");
         Ok((served, got))
     })?;
@@ -209,7 +212,7 @@ pub fn run(
             errno_name(e)
         )),
     }
-    let seen = lab.wait_until(Duration::from_secs(2), |s| {
+    let seen = own.wait_until(lab, Duration::from_secs(2), |s| {
         settled(s) && (s.count("server", TcpState::TimeWait) > tw1 || is_reset(&got2.error))
     })?;
     lab.say(format!("kernel says: {}", seen.describe()));

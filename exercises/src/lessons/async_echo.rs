@@ -18,6 +18,7 @@ use tokio::time::timeout;
 
 use crate::catalog::Verdict;
 use crate::lesson::Lab;
+use crate::lessons::net::Own;
 
 /// How long any single client call may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -25,8 +26,9 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
 /// The line each client sends.
 pub const LINE: &[u8] = b"hello, async server\n";
 
-/// One client: connect, send a line, read the echo, close (by dropping the stream).
-async fn client(addr: SocketAddr) -> Result<usize> {
+/// One client: connect, send a line, read the echo, close (by dropping the stream). Returns
+/// the bytes echoed and the client's local address.
+async fn client(addr: SocketAddr) -> Result<(usize, SocketAddr)> {
     let mut stream = timeout(IO_TIMEOUT, tokio::net::TcpStream::connect(addr))
         .await
         .context("connect timed out")?
@@ -40,7 +42,7 @@ async fn client(addr: SocketAddr) -> Result<usize> {
         .await
         .context("the echo did not come back in time")?
         .context("read the echo")?;
-    Ok(echo.len())
+    Ok((echo.len(), stream.local_addr()?))
 }
 
 /// Run the lesson: start the server with `serve` on a tokio runtime, run the clients, grade
@@ -74,10 +76,13 @@ where
         "{n} clients connect, send a line, read the echo, and close first"
     ));
     let t0 = Instant::now();
+    let mut own = Own::new(addr);
     let echoed = rt.block_on(async {
         let mut echoed = 0;
         for _ in 0..n {
-            echoed += client(addr).await?;
+            let (bytes, local) = client(addr).await?;
+            echoed += bytes;
+            own.clients.push(local);
         }
         anyhow::Ok(echoed)
     })?;
@@ -89,8 +94,11 @@ where
     // The server's tasks keep running on the runtime's worker threads while this thread asks
     // the kernel.
     lab.step("What the kernel shows once the FINs have been answered");
-    let seen = lab.wait_until(Duration::from_secs(3), |s| {
+    // A snapshot is not atomic: wait for a view where every connection is in one of the two
+    // consistent end states (CLOSE_WAIT facing FIN_WAIT2, or gone facing TIME_WAIT).
+    let seen = own.wait_until(lab, Duration::from_secs(3), |s| {
         s.count("server", TcpState::Established) == 0
+            && s.count("server", TcpState::CloseWait) == s.count("client", TcpState::FinWait2)
             && s.count("client", TcpState::FinWait2) + s.count("client", TcpState::TimeWait) == n
     })?;
     lab.say(format!("kernel says: {}", seen.describe()));

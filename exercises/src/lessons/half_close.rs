@@ -19,7 +19,7 @@ use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
 use crate::lesson::{Lab, Sides};
-use crate::lessons::net::{self, IO_TIMEOUT, errno_name};
+use crate::lessons::net::{self, IO_TIMEOUT, Own, errno_name};
 
 /// The client's request.
 pub const REQUEST: &[u8] = b"REPORT everything\n";
@@ -43,6 +43,9 @@ struct Served {
 /// Read the request to EOF, prepare, send the reply, close.
 fn server(listener: &std::net::TcpListener) -> io::Result<Served> {
     let mut stream = net::accept_within(listener, IO_TIMEOUT)?;
+    if let Some(own) = OWN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        own.clients.push(stream.peer_addr()?);
+    }
     let mut request = Vec::new();
     stream.read_to_end(&mut request)?; // returns at the client's FIN: the request is complete
     thread::sleep(PREPARE);
@@ -73,10 +76,33 @@ fn server(listener: &std::net::TcpListener) -> io::Result<Served> {
 /// The view [`show_half_closed`] saw, for the report.
 static HALF_CLOSED: Mutex<Option<Sides>> = Mutex::new(None);
 
+/// The lesson's connection (the server fills in the client's address when it accepts), so
+/// the kernel's view counts only our sockets.
+static OWN: Mutex<Option<Own>> = Mutex::new(None);
+
+fn own() -> Option<Own> {
+    OWN.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Poll our connection's sockets until `done` holds or `timeout` passes.
+fn wait_own(lab: &Lab, timeout: Duration, done: impl Fn(&Sides) -> bool) -> Result<Sides> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let sides = match own() {
+            Some(own) if !own.clients.is_empty() => own.sides(lab)?,
+            _ => Sides::default(),
+        };
+        if done(&sides) || std::time::Instant::now() >= deadline {
+            return Ok(sides);
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Call right after the client has said it is done sending: waits until the kernel shows the
 /// half-closed connection (server CLOSE_WAIT, client FIN_WAIT2) and narrates it.
 pub fn show_half_closed(lab: &Lab) -> Result<Sides> {
-    let seen = lab.wait_until(Duration::from_secs(1), |s| {
+    let seen = wait_own(lab, Duration::from_secs(1), |s| {
         s.count("server", TcpState::CloseWait) == 1 && s.count("client", TcpState::FinWait2) == 1
     })?;
     lab.say(format!(
@@ -106,6 +132,7 @@ pub fn run(lab: &mut Lab, client: fn(&Lab, SocketAddr) -> Result<Vec<u8>>) -> Re
     let listener = sockets::loopback_listener(false)?;
     let addr = listener.local_addr()?;
     lab.watch(addr.port())?;
+    *OWN.lock().unwrap_or_else(|e| e.into_inner()) = Some(Own::new(addr));
     lab.step(format!(
         "A server on {addr} reads a request up to EOF, prepares a {REPLY_BYTES}-byte reply for \
          {} ms, sends it and closes",
@@ -139,7 +166,7 @@ pub fn run(lab: &mut Lab, client: fn(&Lab, SocketAddr) -> Result<Vec<u8>>) -> Re
         "client: received {} of {REPLY_BYTES} reply bytes",
         reply.len()
     ));
-    let seen = lab.wait_until(Duration::from_secs(2), ended)?;
+    let seen = wait_own(lab, Duration::from_secs(2), ended)?;
     lab.say(format!("kernel says: {}", seen.describe()));
     let client_time_wait = seen.count("client", TcpState::TimeWait);
     lab.fact("request_bytes", served.request_bytes);

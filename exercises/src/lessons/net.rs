@@ -9,7 +9,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tcplab_core::TcpState;
+use tcplab_core::observe::SocketRow;
 use tcplab_core::sockets;
+
+use crate::lesson::{Lab, Sides};
 
 /// How long any single blocking call in these lessons may take.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -83,4 +87,55 @@ pub fn tcp_ext_counter(name: &str) -> Option<u64> {
 /// How much a TcpExt counter grew since `before` (None when /proc/net/netstat is unreadable).
 pub fn counter_growth(name: &str, before: Option<u64>) -> Option<u64> {
     Some(tcp_ext_counter(name)?.saturating_sub(before?))
+}
+
+/// The lesson's own connections, by exact address. A port filter alone also matches other
+/// programs' sockets: an old TIME_WAIT towards the same port number from an earlier run, or a
+/// `[::1]` socket that shares the number with our `127.0.0.1` listener. Counting only 4-tuples
+/// the lesson made keeps the verdict true while other tests run.
+#[derive(Debug, Clone)]
+pub struct Own {
+    pub server: SocketAddr,
+    pub clients: Vec<SocketAddr>,
+}
+
+impl Own {
+    /// The listener's address; add each client's local address as it connects.
+    pub fn new(server: SocketAddr) -> Own {
+        Own {
+            server,
+            clients: Vec::new(),
+        }
+    }
+
+    fn keeps(&self, r: &SocketRow) -> bool {
+        if r.local == self.server {
+            r.state == TcpState::Listen || self.clients.contains(&r.remote)
+        } else {
+            r.remote == self.server && self.clients.contains(&r.local)
+        }
+    }
+
+    /// The kernel's view now, narrowed to our connections, counted per side and state.
+    pub fn sides(&self, lab: &Lab) -> anyhow::Result<Sides> {
+        let rows: Vec<SocketRow> = lab.rows()?.into_iter().filter(|r| self.keeps(r)).collect();
+        Ok(Sides::from_rows(&rows, self.server.port()))
+    }
+
+    /// Poll until `done` holds or `timeout` passes; the last view either way.
+    pub fn wait_until(
+        &self,
+        lab: &Lab,
+        timeout: Duration,
+        done: impl Fn(&Sides) -> bool,
+    ) -> anyhow::Result<Sides> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let sides = self.sides(lab)?;
+            if done(&sides) || Instant::now() >= deadline {
+                return Ok(sides);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
