@@ -1,0 +1,229 @@
+//! The half-close lesson (08): a client sends a request and says it is done sending; the
+//! server reads the request to EOF, takes a moment to prepare the reply, sends it and closes.
+//! The binary provides the client (close() or shutdown(Write) after the request); this module
+//! runs the server, shows the half-closed states while the reply is being prepared, and grades
+//! what the kernel reported: the reply bytes the client read, the server's errno, and whether
+//! the connection ended with TIME_WAIT (FIN) or vanished (RST).
+//!
+//! Left out on purpose: protocols that mark the end of a request themselves (a length
+//! header, as HTTP does), which need no half-close; and shutdown(Read), which sends nothing.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Result;
+use tcplab_core::{TcpState, sockets};
+
+use crate::catalog::Verdict;
+use crate::lesson::{Lab, Sides};
+use crate::lessons::net::{self, IO_TIMEOUT, Own, errno_name};
+
+/// The client's request.
+pub const REQUEST: &[u8] = b"REPORT everything\n";
+
+/// The size of the server's reply.
+pub const REPLY_BYTES: usize = 64 * 1024;
+
+/// How long the server takes to prepare the reply once it has read the whole request.
+pub const PREPARE: Duration = Duration::from_millis(300);
+
+/// The server writes the reply in pieces of this size, as a server streaming a report would.
+const REPLY_CHUNK: usize = 4 * 1024;
+
+/// What the server saw.
+struct Served {
+    request_bytes: usize,
+    reply_bytes_written: usize,
+    error: Option<io::Error>,
+}
+
+/// Read the request to EOF, prepare, send the reply, close.
+fn server(listener: &std::net::TcpListener) -> io::Result<Served> {
+    let mut stream = net::accept_within(listener, IO_TIMEOUT)?;
+    if let Some(own) = OWN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        own.clients.push(stream.peer_addr()?);
+    }
+    let mut request = Vec::new();
+    stream.read_to_end(&mut request)?; // returns at the client's FIN: the request is complete
+    thread::sleep(PREPARE);
+    let reply = vec![b'r'; REPLY_BYTES];
+    let mut written = 0;
+    let mut error = None;
+    for chunk in reply.chunks(REPLY_CHUNK) {
+        match stream.write_all(chunk) {
+            Ok(()) => written += chunk.len(),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    if error.is_none() {
+        // An RST may arrive after the last write succeeded: SO_ERROR holds it.
+        thread::sleep(Duration::from_millis(20));
+        error = stream.take_error()?;
+    }
+    Ok(Served {
+        request_bytes: request.len(),
+        reply_bytes_written: written,
+        error,
+    })
+}
+
+/// The view [`show_half_closed`] saw, for the report.
+static HALF_CLOSED: Mutex<Option<Sides>> = Mutex::new(None);
+
+/// The lesson's connection (the server fills in the client's address when it accepts), so
+/// the kernel's view counts only our sockets.
+static OWN: Mutex<Option<Own>> = Mutex::new(None);
+
+fn own() -> Option<Own> {
+    OWN.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Poll our connection's sockets until `done` holds or `timeout` passes.
+fn wait_own(lab: &Lab, timeout: Duration, done: impl Fn(&Sides) -> bool) -> Result<Sides> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let sides = match own() {
+            Some(own) if !own.clients.is_empty() => own.sides(lab)?,
+            _ => Sides::default(),
+        };
+        if done(&sides) || std::time::Instant::now() >= deadline {
+            return Ok(sides);
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Call right after the client has said it is done sending: waits until the kernel shows the
+/// half-closed connection (server CLOSE_WAIT, client FIN_WAIT2) and narrates it.
+pub fn show_half_closed(lab: &Lab) -> Result<Sides> {
+    let seen = wait_own(lab, Duration::from_secs(1), |s| {
+        s.count("server", TcpState::CloseWait) == 1 && s.count("client", TcpState::FinWait2) == 1
+    })?;
+    lab.say(format!(
+        "kernel says (request sent, server preparing the reply): {}",
+        seen.describe()
+    ));
+    lab.say(
+        "the client's FIN was acknowledged (FIN_WAIT2) and the server read EOF (CLOSE_WAIT). \
+         These states look the same after close() and after shutdown(Write): only the client \
+         program knows whether it can still read the reply.",
+    );
+    *HALF_CLOSED.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen.clone());
+    Ok(seen)
+}
+
+/// Only the listener and TIME_WAIT are left: the connection has ended.
+fn ended(s: &Sides) -> bool {
+    s.total("server") == s.count("server", TcpState::Listen) + s.count("server", TcpState::TimeWait)
+        && s.total("client") == s.count("client", TcpState::TimeWait)
+}
+
+/// Run the lesson with the binary's client, which returns the reply it read.
+pub fn run(lab: &mut Lab, client: fn(&Lab, SocketAddr) -> Result<Vec<u8>>) -> Result<()> {
+    if lab.args.connections.is_some_and(|n| n != 1) {
+        eprintln!("note: this lesson uses one connection at a time; --connections is ignored");
+    }
+    let listener = sockets::loopback_listener(false)?;
+    let addr = listener.local_addr()?;
+    lab.watch(addr.port())?;
+    *OWN.lock().unwrap_or_else(|e| e.into_inner()) = Some(Own::new(addr));
+    lab.step(format!(
+        "A server on {addr} reads a request up to EOF, prepares a {REPLY_BYTES}-byte reply for \
+         {} ms, sends it and closes",
+        PREPARE.as_millis()
+    ));
+    lab.step(format!(
+        "The client sends a {}-byte request and says it is done sending",
+        REQUEST.len()
+    ));
+    let (served, reply) = thread::scope(|scope| -> Result<_> {
+        let server = scope.spawn(|| server(&listener));
+        let lab: &Lab = lab;
+        let reply = client(lab, addr);
+        let served = server.join().expect("the server thread panicked");
+        Ok((served, reply))
+    })?;
+    let served = served.map_err(|e| anyhow::anyhow!("server: {}", errno_name(&e)))?;
+    let reply = reply?;
+
+    lab.step("The server sent its reply and closed");
+    lab.say(format!(
+        "server: read a {}-byte request, wrote {} of {REPLY_BYTES} reply bytes, {}",
+        served.request_bytes,
+        served.reply_bytes_written,
+        match &served.error {
+            None => "no error".to_string(),
+            Some(e) => format!("then the kernel returned {}", errno_name(e)),
+        }
+    ));
+    lab.say(format!(
+        "client: received {} of {REPLY_BYTES} reply bytes",
+        reply.len()
+    ));
+    let seen = wait_own(lab, Duration::from_secs(2), ended)?;
+    lab.say(format!("kernel says: {}", seen.describe()));
+    let client_time_wait = seen.count("client", TcpState::TimeWait);
+    lab.fact("request_bytes", served.request_bytes);
+    lab.fact("reply_bytes_expected", REPLY_BYTES);
+    lab.fact("reply_bytes_written", served.reply_bytes_written);
+    lab.fact("reply_bytes_received", reply.len());
+    lab.fact("server_error", served.error.as_ref().map(errno_name));
+    lab.fact("client_time_wait", client_time_wait);
+    let half = HALF_CLOSED.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(half) = half {
+        lab.fact(
+            "half_closed_server_close_wait",
+            half.count("server", TcpState::CloseWait),
+        );
+        lab.fact(
+            "half_closed_client_fin_wait2",
+            half.count("client", TcpState::FinWait2),
+        );
+    }
+
+    let (verdict, why) = if reply.len() < REPLY_BYTES && client_time_wait == 0 {
+        lab.say(
+            "the reply reached a socket the client had closed (an orphan: no descriptor, the \
+             kernel alone holds it in FIN_WAIT2). Its kernel threw the data away and answered \
+             with RST; the server's next write failed, and no TIME_WAIT is left anywhere: the \
+             connection was reset, not closed.",
+        );
+        (
+            Verdict::Leak,
+            format!(
+                "reply lost: {} of {REPLY_BYTES} bytes received, server error {}",
+                reply.len(),
+                served
+                    .error
+                    .as_ref()
+                    .map(errno_name)
+                    .unwrap_or_else(|| "none".into())
+            ),
+        )
+    } else if reply.len() == REPLY_BYTES && served.error.is_none() && client_time_wait == 1 {
+        lab.say(
+            "the whole reply arrived; the client, which sent the first FIN, holds TIME_WAIT \
+             (60 s), as after any orderly close.",
+        );
+        (
+            Verdict::Clean,
+            format!("all {REPLY_BYTES} reply bytes received; TIME_WAIT on the client"),
+        )
+    } else {
+        anyhow::bail!(
+            "neither a lost reply nor a clean exchange is in view ({} of {REPLY_BYTES} bytes, \
+             server error {:?}, kernel: {}); run `tcplab doctor` to check that sock_diag works \
+             here",
+            reply.len(),
+            served.error.as_ref().map(errno_name),
+            seen.describe()
+        );
+    };
+    lab.finish(verdict, seen, &why)
+}
