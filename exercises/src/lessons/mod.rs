@@ -3,3 +3,4 @@
 //! `// LESSON:`.
 
 pub mod echo;
+pub mod restart;
