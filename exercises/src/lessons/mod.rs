@@ -4,3 +4,4 @@
 
 pub mod echo;
 pub mod restart;
+pub mod wait;

@@ -9,13 +9,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
 use crate::lesson::Lab;
+use crate::lessons::wait;
 
 /// How long any single call may block.
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -34,18 +35,7 @@ pub fn errno_name(err: &io::Error) -> String {
 
 /// Accept one connection, send a goodbye and close first (the server is the active closer).
 fn serve_one_and_close_first(listener: &TcpListener) -> Result<()> {
-    listener.set_nonblocking(true)?;
-    let deadline = Instant::now() + IO_TIMEOUT;
-    let (mut stream, _) = loop {
-        match listener.accept() {
-            Ok(pair) => break pair,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => return Err(e).context("accept"),
-        }
-    };
-    stream.set_nonblocking(false)?;
+    let (mut stream, _) = wait::accept_timeout(listener, IO_TIMEOUT).context("accept")?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.write_all(b"bye\n").context("send")?;
     drop(stream); // close() first: this side will hold TIME_WAIT
