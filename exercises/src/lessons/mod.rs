@@ -5,3 +5,4 @@
 pub mod echo;
 pub mod restart;
 pub mod wait;
+pub mod accept_queue;
