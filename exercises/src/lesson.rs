@@ -40,6 +40,10 @@ pub struct LessonArgs {
     /// auto (the tracepoint when permitted).
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
+    /// Lesson 05 only: afterwards, open and close connections as fast as possible for this
+    /// many seconds (at most 10), in a private network namespace, and watch TIME_WAIT pile up.
+    #[arg(long, value_name = "SECS")]
+    pub churn_secs: Option<f64>,
 }
 
 /// `--backend` values.

@@ -6,3 +6,5 @@ pub mod echo;
 pub mod restart;
 pub mod wait;
 pub mod accept_queue;
+pub mod churn;
+pub mod time_wait;
