@@ -55,6 +55,9 @@ pub struct ChurnReport {
     pub connections: u64,
     pub failed: u64,
     pub rate_per_sec: f64,
+    /// CPU time this process used meanwhile (user + system, all threads, sampler included):
+    /// connections / cpu_secs is the rate per core, which a busy machine does not distort.
+    pub cpu_secs: f64,
     pub samples: Vec<Sample>,
     pub peak_time_wait: usize,
     pub tcp_max_tw_buckets: Option<u64>,
@@ -132,28 +135,38 @@ pub fn run(secs: f64, closer: Closer, mut on_sample: impl FnMut(&Sample)) -> Res
     let _guard = rt.enter();
     let mut acceptors = Vec::new();
     for l in listeners {
-        let l = sockets::to_tokio_listener(l)?;
+        l.set_nonblocking(true)?;
+        // SAFETY: the AsyncFd owns the listener and with it the descriptor; nothing else
+        // closes or replaces that descriptor while it is registered.
+        let l = unsafe { tokio::io::unix::AsyncFd::register(l)? };
         acceptors.push(rt.spawn(async move {
             loop {
-                let Ok((mut stream, _)) = l.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    continue;
+                let Ok(mut ready) = l.readable().await else {
+                    return;
                 };
-                match closer {
-                    // The server closes at once: it is the active closer.
-                    Closer::Server => drop(stream),
-                    // The server waits for the client's FIN, then closes.
-                    Closer::Client => {
-                        tokio::spawn(async move {
-                            let mut buf = [0u8; 16];
-                            let _ = tokio::time::timeout(CONN_TIMEOUT, async {
-                                while stream.read(&mut buf).await? != 0 {}
-                                Ok::<_, io::Error>(())
-                            })
-                            .await;
-                        });
+                // Take every queued connection while the listener is readable. A std stream
+                // that is dropped at once is closed without ever being registered with tokio.
+                while let Ok((stream, _)) = l.get_ref().accept() {
+                    match closer {
+                        // The server closes at once: it is the active closer.
+                        Closer::Server => drop(stream),
+                        // The server waits for the client's FIN, then closes.
+                        Closer::Client => {
+                            tokio::spawn(async move {
+                                let Ok(mut stream) = sockets::to_tokio(stream) else {
+                                    return;
+                                };
+                                let mut buf = [0u8; 16];
+                                let _ = tokio::time::timeout(CONN_TIMEOUT, async {
+                                    while stream.read(&mut buf).await? != 0 {}
+                                    Ok::<_, io::Error>(())
+                                })
+                                .await;
+                            });
+                        }
                     }
                 }
+                ready.clear_ready();
             }
         }));
     }
@@ -186,6 +199,7 @@ pub fn run(secs: f64, closer: Closer, mut on_sample: impl FnMut(&Sample)) -> Res
 
     // This thread samples the kernel while the runtime's two workers churn.
     let query = Query::ports(&ports).with_states(&[TcpState::TimeWait]);
+    let cpu0 = cpu_secs();
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs_f64(secs);
     let mut samples = Vec::new();
@@ -212,6 +226,7 @@ pub fn run(secs: f64, closer: Closer, mut on_sample: impl FnMut(&Sample)) -> Res
     }
     stop.store(true, Ordering::Relaxed);
     let connections = done.load(Ordering::Relaxed);
+    let cpu = cpu_secs() - cpu0;
     rt.block_on(async {
         for c in clients {
             let _ = tokio::time::timeout(CONN_TIMEOUT * 2, c).await;
@@ -233,8 +248,20 @@ pub fn run(secs: f64, closer: Closer, mut on_sample: impl FnMut(&Sample)) -> Res
         connections,
         failed: failed.load(Ordering::Relaxed),
         rate_per_sec: connections as f64 / elapsed.as_secs_f64(),
+        cpu_secs: cpu,
         samples,
         peak_time_wait: peak,
         tcp_max_tw_buckets: super::wait::sysctl("net/ipv4/tcp_max_tw_buckets"),
     })
+}
+
+/// User + system CPU seconds this process has used (all threads).
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }

@@ -175,9 +175,15 @@ fn run_churn(lab: &mut Lab, secs: f64, closer: Closer) -> Result<()> {
         }
     })?;
     let rate = report.rate_per_sec;
+    let per_cpu = report.connections as f64 / report.cpu_secs.max(1e-3);
     lab.say(format!(
         "{} connections in {:.2} s: {:.0} connections/s ({} failed); peak TIME_WAIT {}",
         report.connections, report.secs, rate, report.failed, report.peak_time_wait
+    ));
+    lab.say(format!(
+        "this process used {:.2} CPU-seconds: {per_cpu:.0} connections per CPU-second (on a busy \
+         machine the wall-clock rate is lower than what two free cores would do)",
+        report.cpu_secs
     ));
     let linux = rate * LINUX_TIME_WAIT_SECS;
     let windows = rate * WINDOWS_TIME_WAIT_SECS;
@@ -197,6 +203,8 @@ fn run_churn(lab: &mut Lab, secs: f64, closer: Closer) -> Result<()> {
     lab.fact("churn_connections", report.connections);
     lab.fact("churn_failed", report.failed);
     lab.fact("churn_rate_per_sec", rate.round());
+    lab.fact("churn_cpu_secs", report.cpu_secs);
+    lab.fact("churn_per_cpu_sec", per_cpu.round());
     lab.fact("churn_peak_time_wait", report.peak_time_wait);
     lab.fact("churn_steady_state_linux", linux.round());
     lab.fact("churn_steady_state_windows", windows.round());
