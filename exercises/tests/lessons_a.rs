@@ -16,7 +16,9 @@ fn binary_path(name: &str) -> PathBuf {
 /// Run a lesson binary with `--json` (and `extra` flags) and check its verdict against the
 /// catalog; returns the report.
 fn run_command(mut cmd: Command, name: &str) -> Value {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{name}: cannot run: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{name}: cannot run: {e}"));
     assert!(
         out.status.success(),
         "{name}: exit {:?}\nstderr: {}\nstdout: {}",
@@ -163,15 +165,10 @@ fn l06_works_without_root() {
     std::fs::copy(binary_path(name), &copy).unwrap();
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-    ])
-    .arg(&copy)
-    .arg("--json")
-    .current_dir(&dir);
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&copy)
+        .arg("--json")
+        .current_dir(&dir);
     let r = run_command(cmd, name);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(fact(&r, "bind_error").as_str(), Some("EADDRINUSE"), "{r}");

@@ -84,7 +84,9 @@ fn run(lab: &mut Lab) -> Result<()> {
     // ANCHOR: server_close
     lab.step("The server reads end-of-stream (read() == 0) and calls close(): its FIN goes out");
     let n = server.read(&mut buf).context("read until end-of-stream")?;
-    lab.say(format!("the server's read() returned {n}: the client's FIN"));
+    lab.say(format!(
+        "the server's read() returned {n}: the client's FIN"
+    ));
     drop(server);
     // ANCHOR_END: server_close
     let closed = lab.wait_until(IO_TIMEOUT, |s| {
@@ -96,7 +98,10 @@ fn run(lab: &mut Lab) -> Result<()> {
     lab.fact("client_fin_wait2", fin_wait2);
     lab.fact("server_close_wait_between", close_wait);
     lab.fact("client_time_wait", time_wait);
-    lab.fact("server_close_wait", closed.count("server", TcpState::CloseWait));
+    lab.fact(
+        "server_close_wait",
+        closed.count("server", TcpState::CloseWait),
+    );
     lab.fact("server_sockets_left", closed.total("server"));
     lab.fact("timer_ms", timer);
     if let Some(ms) = timer {

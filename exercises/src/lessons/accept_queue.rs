@@ -138,8 +138,8 @@ pub fn run(lab: &mut Lab, serve: fn(TcpListener, &AtomicBool) -> Vec<TcpStream>)
     let client_established = seen.count("client", TcpState::Established);
     let client_syn_sent = seen.count("client", TcpState::SynSent);
     let server_established = seen.count("server", TcpState::Established);
-    let server_syn_recv = seen.count("server", TcpState::SynRecv)
-        + seen.count("server", TcpState::NewSynRecv);
+    let server_syn_recv =
+        seen.count("server", TcpState::SynRecv) + seen.count("server", TcpState::NewSynRecv);
     lab.fact("connections", n);
     lab.fact("backlog", backlog);
     lab.fact("accept_queue", queued);

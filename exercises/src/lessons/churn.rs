@@ -172,7 +172,8 @@ pub fn run(secs: f64, closer: Closer, mut on_sample: impl FnMut(&Sample)) -> Res
     }
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
-        let (stop, done, failed, ports) = (stop.clone(), done.clone(), failed.clone(), ports.clone());
+        let (stop, done, failed, ports) =
+            (stop.clone(), done.clone(), failed.clone(), ports.clone());
         clients.push(rt.spawn(async move {
             let mut i = c;
             while !stop.load(Ordering::Relaxed) {
@@ -205,11 +206,16 @@ pub fn run(secs: f64, closer: Closer, mut on_sample: impl FnMut(&Sample)) -> Res
     let mut samples = Vec::new();
     let mut elapsed;
     loop {
-        std::thread::sleep(Duration::from_millis(100).min(deadline.saturating_duration_since(Instant::now())));
+        std::thread::sleep(
+            Duration::from_millis(100).min(deadline.saturating_duration_since(Instant::now())),
+        );
         let connections = done.load(Ordering::Relaxed);
         let s0 = Instant::now();
         let rows = observe::snapshot(&query, Method::Auto)?.rows;
-        let server = rows.iter().filter(|r| ports.contains(&r.local.port())).count();
+        let server = rows
+            .iter()
+            .filter(|r| ports.contains(&r.local.port()))
+            .count();
         let sample = Sample {
             t_ms: t0.elapsed().as_millis() as u64,
             connections,

@@ -2,9 +2,9 @@
 //! What differs between the leaking and the fixed binary stays in the binary, marked
 //! `// LESSON:`.
 
-pub mod echo;
-pub mod restart;
-pub mod wait;
 pub mod accept_queue;
 pub mod churn;
+pub mod echo;
+pub mod restart;
 pub mod time_wait;
+pub mod wait;

@@ -56,7 +56,9 @@ pub fn run(lab: &mut Lab, listen: fn(SocketAddr) -> io::Result<TcpListener>) -> 
     client.set_read_timeout(Some(IO_TIMEOUT))?;
     serve_one_and_close_first(&listener)?;
     let mut got = Vec::new();
-    client.read_to_end(&mut got).context("read until the server's FIN")?;
+    client
+        .read_to_end(&mut got)
+        .context("read until the server's FIN")?;
     drop(client);
     lab.say(format!(
         "the client read {} bytes and end-of-stream, then closed too",
@@ -82,11 +84,17 @@ pub fn run(lab: &mut Lab, listen: fn(SocketAddr) -> io::Result<TcpListener>) -> 
     let restarted = listen(addr);
     let after = lab.sides()?;
     let time_wait = after.count("server", TcpState::TimeWait);
-    lab.say(format!("kernel says (at the restart): {}", after.describe()));
+    lab.say(format!(
+        "kernel says (at the restart): {}",
+        after.describe()
+    ));
     lab.fact("port", addr.port());
     lab.fact("server_time_wait", time_wait);
     lab.fact("time_wait_timer_ms", tw_ms);
-    lab.fact("listening_before_restart", stopped.count("server", TcpState::Listen));
+    lab.fact(
+        "listening_before_restart",
+        stopped.count("server", TcpState::Listen),
+    );
     if time_wait == 0 {
         bail!(
             "the kernel showed no TIME_WAIT socket on port {} at the restart ({}), so this run \

@@ -77,7 +77,9 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
     let served = server
         .join()
         .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
-    lab.say(format!("{served} connections served and closed by both programs"));
+    lab.say(format!(
+        "{served} connections served and closed by both programs"
+    ));
 
     lab.step("Where the kernel keeps the TIME_WAIT sockets");
     let seen = lab.wait_until(IO_TIMEOUT, |s| {
