@@ -197,7 +197,10 @@ pub fn port_bytecode(ports: &[u16]) -> Result<Vec<u8>> {
     }
     let mut bc = Vec::with_capacity(len);
     for (i, &port) in unique.iter().enumerate() {
-        for (j, code) in [INET_DIAG_BC_S_EQ, INET_DIAG_BC_D_EQ].into_iter().enumerate() {
+        for (j, code) in [INET_DIAG_BC_S_EQ, INET_DIAG_BC_D_EQ]
+            .into_iter()
+            .enumerate()
+        {
             if i + j > 0 {
                 op(&mut bc, INET_DIAG_BC_JMP, 4, 12);
             }
@@ -221,7 +224,12 @@ fn receive(socket: &Socket, buf: &mut [u8], seq: u32, rows: &mut Vec<SocketRow>)
         let n = match socket.recv(&mut &mut buf[..], 0) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(Error::Netlink(format!(
                     "no reply from the kernel within {RECV_TIMEOUT_SECS} s; \
                      try again or use `--method proc`"
@@ -340,10 +348,7 @@ pub fn parse_msg(p: &[u8]) -> Result<Option<SocketRow>> {
     let sport = u16::from_be_bytes([p[4], p[5]]);
     let dport = u16::from_be_bytes([p[6], p[7]]);
     let (local, remote) = match family {
-        AF_INET => (
-            v4(&p[8..12], sport),
-            v4(&p[24..28], dport),
-        ),
+        AF_INET => (v4(&p[8..12], sport), v4(&p[24..28], dport)),
         AF_INET6 => (v6(&p[8..24], sport), v6(&p[24..40], dport)),
         _ => return Ok(None),
     };

@@ -94,7 +94,10 @@ pub fn parse_line(line: &str, ipv6: bool) -> std::result::Result<SocketRow, Stri
             .ok_or_else(|| format!("too few fields: no {name} (need at least 10)"))
     };
     let sl = next("sl")?;
-    if sl.strip_suffix(':').is_none_or(|n| n.parse::<u64>().is_err()) {
+    if sl
+        .strip_suffix(':')
+        .is_none_or(|n| n.parse::<u64>().is_err())
+    {
         return Err(format!("slot {sl:?} is not a number followed by ':'"));
     }
     let local = addr(next("local_address")?, ipv6, "local_address")?;
@@ -159,7 +162,8 @@ fn addr(s: &str, ipv6: bool, name: &str) -> std::result::Result<SocketAddr, Stri
     if port.len() != 4 {
         return Err(format!("{name} port {port:?} is not 4 hex digits"));
     }
-    let port = u16::from_str_radix(port, 16).map_err(|_| format!("{name} port {port:?} is not hex"))?;
+    let port =
+        u16::from_str_radix(port, 16).map_err(|_| format!("{name} port {port:?} is not hex"))?;
     let want = if ipv6 { 32 } else { 8 };
     if ip.len() != want {
         return Err(format!(
@@ -258,18 +262,45 @@ mod tests {
             // wrong field count
             ("   3: 0100007F:1F90 0100007F:9C44 06", "too few fields"),
             // bad hex in the address
-            ("   3: 0100007G:1F90 0100007F:9C44 06 00000000:00000000 03:00001750 00000000 0 0 0", "not hex"),
+            (
+                "   3: 0100007G:1F90 0100007F:9C44 06 00000000:00000000 03:00001750 00000000 0 0 0",
+                "not hex",
+            ),
             // state code 0 and 13
-            ("   3: 0100007F:1F90 0100007F:9C44 00 00000000:00000000 03:00001750 00000000 0 0 0", "not a TCP state"),
-            ("   3: 0100007F:1F90 0100007F:9C44 0D 00000000:00000000 03:00001750 00000000 0 0 0", "not a TCP state"),
+            (
+                "   3: 0100007F:1F90 0100007F:9C44 00 00000000:00000000 03:00001750 00000000 0 0 0",
+                "not a TCP state",
+            ),
+            (
+                "   3: 0100007F:1F90 0100007F:9C44 0D 00000000:00000000 03:00001750 00000000 0 0 0",
+                "not a TCP state",
+            ),
             // truncated address
-            ("   3: 0100007:1F90 0100007F:9C44 06 00000000:00000000 03:00001750 00000000 0 0 0", "expected 8"),
-            ("   3: 0100007F:1F9 0100007F:9C44 06 00000000:00000000 03:00001750 00000000 0 0 0", "4 hex digits"),
-            ("   3: 0100007F 0100007F:9C44 06 00000000:00000000 03:00001750 00000000 0 0 0", "lacks ':'"),
+            (
+                "   3: 0100007:1F90 0100007F:9C44 06 00000000:00000000 03:00001750 00000000 0 0 0",
+                "expected 8",
+            ),
+            (
+                "   3: 0100007F:1F9 0100007F:9C44 06 00000000:00000000 03:00001750 00000000 0 0 0",
+                "4 hex digits",
+            ),
+            (
+                "   3: 0100007F 0100007F:9C44 06 00000000:00000000 03:00001750 00000000 0 0 0",
+                "lacks ':'",
+            ),
             // bad timer, slot, uid
-            ("   3: 0100007F:1F90 0100007F:9C44 06 00000000:00000000 09:00001750 00000000 0 0 0", "timer code 9"),
-            ("   x: 0100007F:1F90 0100007F:9C44 06 00000000:00000000 03:00001750 00000000 0 0 0", "slot"),
-            ("   3: 0100007F:1F90 0100007F:9C44 06 00000000:00000000 03:00001750 00000000 -1 0 0", "uid"),
+            (
+                "   3: 0100007F:1F90 0100007F:9C44 06 00000000:00000000 09:00001750 00000000 0 0 0",
+                "timer code 9",
+            ),
+            (
+                "   x: 0100007F:1F90 0100007F:9C44 06 00000000:00000000 03:00001750 00000000 0 0 0",
+                "slot",
+            ),
+            (
+                "   3: 0100007F:1F90 0100007F:9C44 06 00000000:00000000 03:00001750 00000000 -1 0 0",
+                "uid",
+            ),
         ];
         for (line, want) in cases {
             let reason = err_of(line, false);
@@ -285,7 +316,10 @@ mod tests {
         let msg = parse(&format!("{HEADER4}\n   0: zz\n"), "/proc/net/tcp", false)
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("/proc/net/tcp") && msg.contains("line 2"), "{msg}");
+        assert!(
+            msg.contains("/proc/net/tcp") && msg.contains("line 2"),
+            "{msg}"
+        );
     }
 
     #[test]
