@@ -26,7 +26,7 @@ fn main() -> ExitCode {
 // ANCHOR: serve
 /// The server thread: runs until `stop`, returns the connections it took.
 fn serve(listener: TcpListener, stop: &AtomicBool) -> Vec<TcpStream> {
-    let accepted = Vec::new();
+    let accepted = Vec::new(); // LESSON: stays empty
     while !stop.load(Ordering::Relaxed) {
         // LESSON: this loop never calls listener.accept(): the connections the kernel
         // LESSON: set up stay in the accept queue.

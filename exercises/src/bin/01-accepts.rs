@@ -24,7 +24,7 @@ fn main() -> ExitCode {
 // ANCHOR: serve
 /// The server thread: runs until `stop`, returns the connections it took.
 fn serve(listener: TcpListener, stop: &AtomicBool) -> Vec<TcpStream> {
-    let mut accepted = Vec::new();
+    let mut accepted = Vec::new(); // LESSON: accept() fills it
     while !stop.load(Ordering::Relaxed) {
         // LESSON: accept() takes each connection off the queue (the listener is
         // LESSON: non-blocking, so an empty queue returns WouldBlock and we wait a little).

@@ -36,8 +36,8 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
 // ANCHOR: client
 /// The client's side of one connection.
 fn client(mut stream: TcpStream) -> io::Result<()> {
-    let mut reply = vec![0u8; REPLY.len()];
     // LESSON: the client reads the reply it expects and closes first.
+    let mut reply = vec![0u8; REPLY.len()];
     stream.read_exact(&mut reply)?;
     drop(stream);
     Ok(())

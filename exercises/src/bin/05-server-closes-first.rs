@@ -35,8 +35,8 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
 // ANCHOR: client
 /// The client's side of one connection.
 fn client(mut stream: TcpStream) -> io::Result<()> {
-    let mut reply = Vec::new();
     // LESSON: the client reads until the server's FIN (read() == 0), then closes.
+    let mut reply = Vec::new();
     stream.read_to_end(&mut reply)?;
     drop(stream);
     Ok(())
