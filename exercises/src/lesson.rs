@@ -5,8 +5,9 @@
 //! `// LESSON:` lines); everything else is here. What a lesson concludes always comes from a
 //! sock_diag snapshot or the tracer, never from what the program believes it did.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -47,6 +48,10 @@ pub struct LessonArgs {
     /// auto (the tracepoint when permitted).
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
+    /// Lesson 05 only: afterwards, open and close connections as fast as possible for this
+    /// many seconds (at most 10), in a private network namespace, and watch TIME_WAIT pile up.
+    #[arg(long, value_name = "SECS")]
+    pub churn_secs: Option<f64>,
 }
 
 /// `--backend` values.
@@ -178,6 +183,10 @@ pub struct Lab {
     backend: String,
     timeline: Timeline,
     facts: serde_json::Map<String, serde_json::Value>,
+    /// Connections on the server port that predate [`Lab::watch`]: left over from an earlier
+    /// program that had the same port number (say a client of it, still in TIME_WAIT). They
+    /// are not this lesson's and are left out of every view.
+    stale: Mutex<HashMap<(SocketAddr, SocketAddr), u64>>,
 }
 
 impl Lab {
@@ -200,6 +209,7 @@ impl Lab {
             backend: "none".to_string(),
             timeline: Timeline::new(),
             facts: serde_json::Map::new(),
+            stale: Mutex::new(HashMap::new()),
         })
     }
 
@@ -248,9 +258,18 @@ impl Lab {
 
     /// Watch the lesson's server port: snapshots are filtered to it in the kernel, and a
     /// tracer (the tracepoint with root, sock_diag polling without) records every state
-    /// change of sockets on it until [`Lab::finish`].
+    /// change of sockets on it until [`Lab::finish`]. Connections already on the port (not
+    /// the listener) belong to an earlier user of the same port number and are left out.
     pub fn watch(&mut self, server_port: u16) -> Result<()> {
         self.server_port = Some(server_port);
+        let snap = observe::snapshot(&Query::ports(&[server_port]), Method::Auto)?;
+        let stale = snap
+            .rows
+            .iter()
+            .filter(|r| r.state != TcpState::Listen)
+            .map(|r| ((r.local, r.remote), r.inode))
+            .collect();
+        *self.stale.lock().unwrap_or_else(|e| e.into_inner()) = stale;
         let cfg = TraceConfig::ports(&[server_port]).with_backend(self.args.backend.into());
         // The signal thread starts here, not in main(): lesson 09 must still be
         // single-threaded when it enters its private namespace (unshare refuses otherwise).
@@ -268,6 +287,29 @@ impl Lab {
         Ok(())
     }
 
+    /// Leave out the connections that predate [`Lab::watch`]: same address pair, same inode
+    /// (0 for TIME_WAIT and other mini-sockets). The same pair with another inode is this
+    /// lesson's connection reusing the pair (tcp_tw_reuse), and it counts from then on.
+    fn own_rows(&self, rows: Vec<SocketRow>) -> Vec<SocketRow> {
+        let mut stale = self.stale.lock().unwrap_or_else(|e| e.into_inner());
+        if stale.is_empty() {
+            return rows;
+        }
+        rows.into_iter()
+            .filter(|r| {
+                let key = (r.local, r.remote);
+                match stale.get(&key) {
+                    None => true,
+                    Some(inode) if *inode == r.inode => false,
+                    Some(_) => {
+                        stale.remove(&key);
+                        true
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// The lesson's server port (after [`Lab::watch`]).
     pub fn server_port(&self) -> Result<u16> {
         self.server_port
@@ -278,13 +320,14 @@ impl Lab {
     pub fn sides(&self) -> Result<Sides> {
         let port = self.server_port()?;
         let snap = observe::snapshot(&Query::ports(&[port]), Method::Auto)?;
-        Ok(Sides::from_rows(&snap.rows, port))
+        Ok(Sides::from_rows(&self.own_rows(snap.rows), port))
     }
 
     /// The rows themselves, for lessons that show timers or queues.
     pub fn rows(&self) -> Result<Vec<SocketRow>> {
         let port = self.server_port()?;
-        Ok(observe::snapshot(&Query::ports(&[port]), Method::Auto)?.rows)
+        let rows = observe::snapshot(&Query::ports(&[port]), Method::Auto)?.rows;
+        Ok(self.own_rows(rows))
     }
 
     /// Ask the kernel and narrate what it says.
@@ -418,5 +461,51 @@ pub fn main(name: &str, body: fn(&mut Lab) -> Result<()>) -> ExitCode {
             eprintln!("{name}: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    /// A client of an earlier server on the same port number, still in TIME_WAIT, is not the
+    /// lesson's: a port number comes back from bind(port 0) while such sockets still point at it.
+    #[test]
+    fn time_wait_from_an_earlier_server_on_the_port_is_left_out() {
+        let old = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = old.local_addr().unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (mut served, _) = old.accept().unwrap();
+        drop(client); // the client closes first: its TIME_WAIT points at `addr`
+        served
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert_eq!(served.read(&mut [0u8; 8]).unwrap(), 0);
+        drop(served);
+        drop(old);
+
+        let new = TcpListener::bind(addr).unwrap();
+        let args = LessonArgs::parse_from(["lesson", "--json"]);
+        let mut lab = Lab::new("03-close-wait-fixed", args).unwrap();
+        let before = Sides::from_rows(
+            &observe::snapshot(&Query::ports(&[addr.port()]), Method::Auto)
+                .unwrap()
+                .rows,
+            addr.port(),
+        );
+        assert_eq!(before.count("client", TcpState::TimeWait), 1, "{before:?}");
+        lab.watch(addr.port()).unwrap();
+        let sides = lab.sides().unwrap();
+        assert_eq!(sides.count("client", TcpState::TimeWait), 0, "{sides:?}");
+        assert_eq!(sides.count("server", TcpState::Listen), 1, "{sides:?}");
+
+        // A new connection on the port counts as usual.
+        let c = TcpStream::connect(addr).unwrap();
+        let (_s, _) = new.accept().unwrap();
+        let sides = lab.sides().unwrap();
+        assert_eq!(sides.count("client", TcpState::Established), 1, "{sides:?}");
+        drop(c);
     }
 }

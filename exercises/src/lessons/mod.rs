@@ -3,10 +3,16 @@
 //! `// LESSON:`.
 
 pub mod abortive;
+pub mod accept_queue;
 pub mod async_echo;
+pub mod churn;
 pub mod echo;
-pub mod mystery;
-pub mod ports;
-pub mod stuck;
+pub mod echo;
 pub mod half_close;
+pub mod mystery;
 pub mod net;
+pub mod ports;
+pub mod restart;
+pub mod stuck;
+pub mod time_wait;
+pub mod wait;

@@ -1,0 +1,197 @@
+//! Lesson 01's driver: a listener with a small backlog, clients connecting one after another
+//! (each connect() bounded by a short timeout), and the kernel's view of the accept queue: the
+//! LISTEN row's Recv-Q (connections waiting for accept()) and Send-Q (the backlog), plus the
+//! states of both sides. The binary provides the server loop, which is the lesson.
+//!
+//! Left out on purpose: SYN cookies (they only matter when the SYN queue overflows, under a
+//! SYN flood), tcp_abort_on_overflow, and IPv6.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use socket2::{Domain, Protocol, Socket, Type};
+use tcplab_core::TcpState;
+use tcplab_core::sockets::{self, ListenOptions};
+
+use crate::catalog::Verdict;
+use crate::lesson::{Lab, Sides};
+
+/// The backlog passed to listen(): small, so a handful of clients fill the queue.
+pub const BACKLOG: i32 = 4;
+
+/// How long one client waits for its connect() before moving on (its socket stays open).
+const CONNECT_WAIT: Duration = Duration::from_millis(100);
+
+/// How long to watch the clients after the last connect(): past the first SYN retransmission
+/// (1 s), so a client whose SYN was dropped has had its second chance.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+/// The LISTEN row's queue as the kernel reports it: (waiting for accept(), backlog).
+fn listen_queue(lab: &Lab) -> Result<Option<(u32, u32)>> {
+    let port = lab.server_port()?;
+    Ok(lab
+        .rows()?
+        .iter()
+        .find(|r| r.state == TcpState::Listen && r.local.port() == port)
+        .map(|r| (r.recv_q, r.send_q)))
+}
+
+/// One client: a non-blocking connect() given `CONNECT_WAIT` to finish. The socket is kept
+/// either way, so a client whose handshake did not finish stays visible in SYN_SENT.
+fn connect_client(addr: SocketAddr) -> Result<(Socket, bool)> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    match socket.connect_timeout(&addr.into(), CONNECT_WAIT) {
+        Ok(()) => Ok((socket, true)),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::TimedOut
+                || e.raw_os_error() == Some(libc::EINPROGRESS) =>
+        {
+            Ok((socket, false))
+        }
+        Err(e) => Err(e).context("connect"),
+    }
+}
+
+/// Run the lesson with the binary's server loop.
+pub fn run(lab: &mut Lab, serve: fn(TcpListener, &AtomicBool) -> Vec<TcpStream>) -> Result<()> {
+    let n = lab.connections(10, 2)?;
+    let listener = sockets::listen_on(
+        sockets::loopback(false),
+        ListenOptions {
+            reuseaddr: false,
+            backlog: BACKLOG,
+        },
+    )?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    lab.watch(addr.port())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        thread::spawn(move || serve(listener, &stop))
+    };
+
+    lab.step(format!(
+        "A server listens on {addr} with listen(backlog = {BACKLOG})"
+    ));
+    lab.show("before any client")?;
+    if let Some((q, backlog)) = listen_queue(lab)? {
+        lab.say(format!(
+            "the LISTEN row: Recv-Q {q} (connections waiting for accept()), Send-Q {backlog} (the backlog)"
+        ));
+    }
+
+    lab.step(format!(
+        "{n} clients connect one after another, each connect() given {} ms",
+        CONNECT_WAIT.as_millis()
+    ));
+    let mut clients = Vec::with_capacity(n);
+    let mut connected = 0;
+    let mut queue_max = 0;
+    for i in 1..=n {
+        let t0 = Instant::now();
+        let (socket, done) = connect_client(addr)?;
+        let took = t0.elapsed();
+        let queue = listen_queue(lab)?.map(|(q, _)| q).unwrap_or(0);
+        queue_max = queue_max.max(queue);
+        if done {
+            connected += 1;
+            lab.say(format!(
+                "client {i:>2}: connect() returned in {} us; accept queue now {queue}",
+                took.as_micros()
+            ));
+        } else {
+            lab.say(format!(
+                "client {i:>2}: no answer within {} ms, still trying; accept queue now {queue}",
+                CONNECT_WAIT.as_millis()
+            ));
+        }
+        clients.push(socket);
+    }
+
+    lab.step("What the kernel shows once the clients have had time to retry");
+    // One snapshot gives both the sides and the LISTEN row; stop early once every client is
+    // in and the queue is empty.
+    let deadline = Instant::now() + SETTLE;
+    let (seen, queued, backlog) = loop {
+        let rows = lab.rows()?;
+        let seen = Sides::from_rows(&rows, addr.port());
+        let (queued, backlog) = rows
+            .iter()
+            .find(|r| r.state == TcpState::Listen && r.local.port() == addr.port())
+            .map(|r| (r.recv_q, r.send_q))
+            .context("the listener's row is missing")?;
+        let settled = seen.count("client", TcpState::Established) == n && queued == 0;
+        if settled || Instant::now() >= deadline {
+            break (seen, queued, backlog);
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    lab.say(format!("kernel says: {}", seen.describe()));
+    lab.say(format!(
+        "the LISTEN row: Recv-Q {queued} waiting for accept(), Send-Q {backlog} (the backlog)"
+    ));
+    let client_established = seen.count("client", TcpState::Established);
+    let client_syn_sent = seen.count("client", TcpState::SynSent);
+    let server_established = seen.count("server", TcpState::Established);
+    let server_syn_recv =
+        seen.count("server", TcpState::SynRecv) + seen.count("server", TcpState::NewSynRecv);
+    lab.fact("connections", n);
+    lab.fact("backlog", backlog);
+    lab.fact("accept_queue", queued);
+    lab.fact("accept_queue_max", queue_max);
+    lab.fact("connect_returned", connected);
+    lab.fact("client_established", client_established);
+    lab.fact("client_syn_sent", client_syn_sent);
+    lab.fact("server_established", server_established);
+    lab.fact("server_syn_recv", server_syn_recv);
+    let queue_full = queued > backlog;
+    lab.fact("queue_full", queue_full);
+
+    let (verdict, why) = if queue_full || client_syn_sent > 0 {
+        lab.say(format!(
+            "{server_established} connections sit ESTABLISHED on the server side although the \
+             program never accepted them: the kernel did the handshake by itself and queued them \
+             ({queued} = backlog {backlog} + 1, the most Linux queues)"
+        ));
+        lab.say(format!(
+            "{client_established} clients see ESTABLISHED: for them connect() succeeded, and \
+             whatever they send waits in a queue no one reads"
+        ));
+        lab.say(format!(
+            "{client_syn_sent} clients are stuck in SYN_SENT: with the queue full the kernel drops \
+             their SYNs ({server_syn_recv} SYN_RECV on the server), and their retransmissions \
+             (1 s, 3 s, 7 s...) are dropped too until accept() makes room"
+        ));
+        (
+            Verdict::Leak,
+            format!(
+                "accept queue full ({queued} queued, backlog {backlog}); {client_syn_sent} clients stuck in SYN_SENT"
+            ),
+        )
+    } else if client_established == n && server_established == n && queued == 0 {
+        lab.say(format!(
+            "all {n} clients are ESTABLISHED, the server accepted all {n} (the queue peaked at \
+             {queue_max} and is empty now)"
+        ));
+        (
+            Verdict::Clean,
+            format!("all {n} connections accepted; accept queue empty"),
+        )
+    } else {
+        bail!(
+            "the kernel showed neither a full accept queue nor {n} accepted connections \
+             ({}; Recv-Q {queued}, Send-Q {backlog}); run `tcplab doctor`",
+            seen.describe()
+        );
+    };
+    lab.finish(verdict, seen, &why)?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.join();
+    drop(clients);
+    Ok(())
+}

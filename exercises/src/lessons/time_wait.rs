@@ -1,0 +1,216 @@
+//! Lesson 05's driver: N connections, each a connect, one short reply and a close by both
+//! sides; the binary provides the server's and the client's code for one connection, and with
+//! it who closes first. The kernel then says where the TIME_WAIT sockets are and how long
+//! their timers still run. With `--churn-secs S` it also runs [`churn`](super::churn) and
+//! does the steady-state arithmetic.
+//!
+//! Left out on purpose: connection reuse (keep-alive, lesson 09's pool) and tuning knobs;
+//! TIME_WAIT is the protocol working as designed, the lesson is about where it lands.
+
+use std::io;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tcplab_core::{TcpState, sockets};
+
+use crate::catalog::Verdict;
+use crate::lesson::Lab;
+use crate::lessons::churn::{self, Closer};
+use crate::lessons::wait;
+
+/// The server's reply on every connection.
+pub const REPLY: &[u8] = b"hello from the server\n";
+
+/// How long any single call may block.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Linux's TIME_WAIT length (TCP_TIMEWAIT_LEN, fixed at build time).
+const LINUX_TIME_WAIT_SECS: f64 = 60.0;
+/// Windows' default TIME_WAIT (TcpTimedWaitDelay), where the "240 s" one reads about comes from.
+const WINDOWS_TIME_WAIT_SECS: f64 = 240.0;
+
+/// One side of one connection.
+pub type Side = fn(TcpStream) -> io::Result<()>;
+
+/// Run the lesson with the binary's `serve` (server side) and `client` (client side).
+pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
+    // The churn's namespace must come first: the kernel makes a user namespace only for a
+    // process that has not started any thread yet.
+    let churn_secs = lab.args.churn_secs;
+    if let Some(secs) = churn_secs {
+        if !(secs > 0.0 && secs <= churn::MAX_SECS) {
+            bail!("--churn-secs {secs} is outside (0, {}]", churn::MAX_SECS);
+        }
+        let how = churn::enter_private_netns()?;
+        lab.step(format!("--churn-secs: this run moved into {how}"));
+        lab.say(
+            "so the churn's TIME_WAIT flood cannot fill the host's table; host tools such as \
+             `ss` or `tcplab snapshot` will not see these sockets",
+        );
+    }
+
+    let n = lab.connections(200, 2)?;
+    let listener = sockets::loopback_listener(false)?;
+    let addr = listener.local_addr()?;
+    lab.watch(addr.port())?;
+    let server = std::thread::spawn(move || -> Result<usize> {
+        for i in 0..n {
+            let (stream, _) = wait::accept_timeout(&listener, IO_TIMEOUT)
+                .with_context(|| format!("accept connection {}", i + 1))?;
+            stream.set_read_timeout(Some(IO_TIMEOUT))?;
+            stream.set_write_timeout(Some(IO_TIMEOUT))?;
+            serve(stream).with_context(|| format!("server side of connection {}", i + 1))?;
+        }
+        Ok(n)
+    });
+
+    lab.step(format!(
+        "{n} connections to {addr}: the server sends a line, both sides close"
+    ));
+    for i in 0..n {
+        let stream = sockets::connect(addr, IO_TIMEOUT).context("connect")?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        client(stream).with_context(|| format!("client side of connection {}", i + 1))?;
+    }
+    let served = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+    lab.say(format!(
+        "{served} connections served and closed by both programs"
+    ));
+
+    lab.step("Where the kernel keeps the TIME_WAIT sockets");
+    let seen = lab.wait_until(IO_TIMEOUT, |s| {
+        s.count("server", TcpState::TimeWait) + s.count("client", TcpState::TimeWait) == n
+    })?;
+    lab.say(format!("kernel says: {}", seen.describe()));
+    let server_tw = seen.count("server", TcpState::TimeWait);
+    let client_tw = seen.count("client", TcpState::TimeWait);
+    let port = addr.port();
+    let timers: Vec<u64> = lab
+        .rows()?
+        .iter()
+        .filter(|r| r.state == TcpState::TimeWait)
+        .filter_map(|r| r.timer_ms)
+        .collect();
+    let (tmin, tmax) = (timers.iter().min().copied(), timers.iter().max().copied());
+    lab.fact("connections", n);
+    lab.fact("server_time_wait", server_tw);
+    lab.fact("client_time_wait", client_tw);
+    lab.fact("timer_ms_min", tmin);
+    lab.fact("timer_ms_max", tmax);
+    if let (Some(lo), Some(hi)) = (tmin, tmax) {
+        lab.say(format!(
+            "their timers: {:.1} s to {:.1} s left, counting down from a fixed 60 s; they end by \
+             themselves and hold no file descriptor",
+            lo as f64 / 1000.0,
+            hi as f64 / 1000.0
+        ));
+    }
+
+    let (verdict, why) = if server_tw == n && client_tw == 0 {
+        lab.say(format!(
+            "all {n} TIME_WAIT sockets are on the server's port {port}: the server closed first"
+        ));
+        lab.say(
+            "a busy server that closes first keeps rate x 60 s of them; they cost kernel memory \
+             and, on a restart, can stop bind() (lesson 06)",
+        );
+        (
+            Verdict::Leak,
+            format!("{server_tw} TIME_WAIT sockets piled up on the server side"),
+        )
+    } else if client_tw == n && server_tw == 0 {
+        lab.say(format!(
+            "all {n} TIME_WAIT sockets are on the clients' side: the clients closed first, the \
+             server keeps none"
+        ));
+        (
+            Verdict::Clean,
+            format!("{client_tw} TIME_WAIT sockets on the clients, none on the server"),
+        )
+    } else {
+        bail!(
+            "the kernel showed {n} TIME_WAIT sockets on neither side ({}); run `tcplab doctor`",
+            seen.describe()
+        );
+    };
+
+    if let Some(secs) = churn_secs {
+        let closer = if verdict == Verdict::Leak {
+            Closer::Server
+        } else {
+            Closer::Client
+        };
+        run_churn(lab, secs, closer)?;
+    }
+    lab.finish(verdict, seen, &why)
+}
+
+/// The churn and its arithmetic, narrated and put into the facts.
+fn run_churn(lab: &mut Lab, secs: f64, closer: Closer) -> Result<()> {
+    let who = match closer {
+        Closer::Server => "the server",
+        Closer::Client => "the clients",
+    };
+    lab.step(format!(
+        "Churn: {} client tasks open and close connections to {} listener ports for {secs} s, \
+         {who} closing first as above",
+        churn::CLIENTS,
+        churn::PORTS
+    ));
+    let narrating = lab.narrating();
+    let mut last_shown = 0;
+    let report = churn::run(secs, closer, |s| {
+        if narrating && (s.t_ms >= last_shown + 500 || s.t_ms < 150) {
+            last_shown = s.t_ms;
+            println!(
+                "    t={:>5.1} s  connections {:>7}  TIME_WAIT server {:>6} client {:>6}  (snapshot {:.0} ms)",
+                s.t_ms as f64 / 1000.0,
+                s.connections,
+                s.server_time_wait,
+                s.client_time_wait,
+                s.snapshot_ms
+            );
+        }
+    })?;
+    let rate = report.rate_per_sec;
+    let per_cpu = report.connections as f64 / report.cpu_secs.max(1e-3);
+    lab.say(format!(
+        "{} connections in {:.2} s: {:.0} connections/s ({} failed); peak TIME_WAIT {}",
+        report.connections, report.secs, rate, report.failed, report.peak_time_wait
+    ));
+    lab.say(format!(
+        "this process used {:.2} CPU-seconds: {per_cpu:.0} connections per CPU-second (on a busy \
+         machine the wall-clock rate is lower than what two free cores would do)",
+        report.cpu_secs
+    ));
+    let linux = rate * LINUX_TIME_WAIT_SECS;
+    let windows = rate * WINDOWS_TIME_WAIT_SECS;
+    lab.say(format!(
+        "steady state on Linux: {rate:.0}/s x 60 s = {linux:.0} TIME_WAIT sockets; with Windows' \
+         default 240 s: {windows:.0}"
+    ));
+    if let Some(cap) = report.tcp_max_tw_buckets {
+        lab.say(format!(
+            "net.ipv4.tcp_max_tw_buckets is {cap} here: past it the kernel closes without \
+             TIME_WAIT (and logs \"time wait bucket table overflow\"), so the count stops at {:.0}",
+            linux.min(cap as f64)
+        ));
+    }
+    lab.fact("churn_closer", closer);
+    lab.fact("churn_secs", report.secs);
+    lab.fact("churn_connections", report.connections);
+    lab.fact("churn_failed", report.failed);
+    lab.fact("churn_rate_per_sec", rate.round());
+    lab.fact("churn_cpu_secs", report.cpu_secs);
+    lab.fact("churn_per_cpu_sec", per_cpu.round());
+    lab.fact("churn_peak_time_wait", report.peak_time_wait);
+    lab.fact("churn_steady_state_linux", linux.round());
+    lab.fact("churn_steady_state_windows", windows.round());
+    lab.fact("tcp_max_tw_buckets", report.tcp_max_tw_buckets);
+    lab.fact("churn_samples", &report.samples);
+    Ok(())
+}
