@@ -262,7 +262,7 @@ impl Lab {
     /// the listener) belong to an earlier user of the same port number and are left out.
     pub fn watch(&mut self, server_port: u16) -> Result<()> {
         self.server_port = Some(server_port);
-        let snap = observe::snapshot(&Query::ports(&[server_port]), Method::Auto)?;
+        let snap = observe::snapshot(&lesson_query(server_port), Method::Auto)?;
         let stale = snap
             .rows
             .iter()
@@ -319,14 +319,14 @@ impl Lab {
     /// Ask the kernel now: sockets on the server port, counted per side and state.
     pub fn sides(&self) -> Result<Sides> {
         let port = self.server_port()?;
-        let snap = observe::snapshot(&Query::ports(&[port]), Method::Auto)?;
+        let snap = observe::snapshot(&lesson_query(port), Method::Auto)?;
         Ok(Sides::from_rows(&self.own_rows(snap.rows), port))
     }
 
     /// The rows themselves, for lessons that show timers or queues.
     pub fn rows(&self) -> Result<Vec<SocketRow>> {
         let port = self.server_port()?;
-        let rows = observe::snapshot(&Query::ports(&[port]), Method::Auto)?.rows;
+        let rows = observe::snapshot(&lesson_query(port), Method::Auto)?.rows;
         Ok(self.own_rows(rows))
     }
 
@@ -402,6 +402,15 @@ impl Lab {
             std::thread::sleep(Duration::from_secs_f64(secs));
         }
         Ok(())
+    }
+}
+
+/// What a lesson asks the kernel: its server port, IPv4 only (every lesson serves on
+/// 127.0.0.1; a stranger on `[::1]` with the same port number is not ours).
+fn lesson_query(port: u16) -> Query {
+    Query {
+        family: observe::Family::V4,
+        ..Query::ports(&[port])
     }
 }
 

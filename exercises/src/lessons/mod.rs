@@ -7,7 +7,6 @@ pub mod accept_queue;
 pub mod async_echo;
 pub mod churn;
 pub mod echo;
-pub mod echo;
 pub mod half_close;
 pub mod mystery;
 pub mod net;
