@@ -18,6 +18,9 @@ struct Cli {
 enum Command {
     /// Show TCP sockets as the kernel reports them (like `ss -tan`).
     Snapshot(cli::snapshot::SnapshotArgs),
+    /// Print every TCP state change on some ports as it happens (tracepoint as root, else
+    /// sock_diag polling).
+    Trace(cli::trace::TraceArgs),
     /// Check what this machine and user can do, and what the sysctls mean for the lessons.
     Doctor(cli::doctor::DoctorArgs),
     /// Live counts per state, refreshed until Ctrl-C.
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Hint(args) => cli::lessons::hint(&args),
         Command::Reset(args) => cli::lessons::reset(&args),
         Command::Tour(args) => cli::lessons::tour(&args),
+        Command::Trace(args) => cli::trace::run(&args),
     };
     match result {
         Ok(code) => code,

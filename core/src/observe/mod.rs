@@ -1,5 +1,6 @@
 //! What the kernel says about TCP sockets: a snapshot now ([`snapshot`]) and, in [`trace`],
-//! every state change over time.
+//! every state change over time ([`trace::Tracer`], over [`tracefs`] or polling, with
+//! [`infer`] filling in what polling is too slow to see).
 //!
 //! A snapshot comes from NETLINK_SOCK_DIAG, as `ss` gets it: the kernel filters by state and
 //! port before anything is copied to us, which is what makes it fast at 100k sockets. The
@@ -10,8 +11,11 @@
 //! connections end; the columns here are the ones that lesson needs.
 
 pub mod diag;
+pub mod infer;
 pub mod pids;
 pub mod procfs;
+pub mod trace;
+pub mod tracefs;
 
 use std::fmt;
 use std::net::SocketAddr;

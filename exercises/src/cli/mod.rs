@@ -4,4 +4,5 @@ pub mod doctor;
 pub mod lessons;
 pub mod runner;
 pub mod snapshot;
+pub mod trace;
 pub mod watch;

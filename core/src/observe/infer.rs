@@ -1,0 +1,213 @@
+//! Linux's real TCP state graph, and the shortest legal path between two states.
+//!
+//! A poller that looks every millisecond misses the states a loopback socket passes through
+//! in microseconds (SYN_SENT, FIN_WAIT1, LAST_ACK). It sees ESTABLISHED, then TIME_WAIT, and
+//! must say how the socket got there. This module answers with the shortest path through
+//! the edges Linux really takes, so the tracer can fill the gap with events marked
+//! [`Source::Inferred`](crate::timeline::Source::Inferred), never passed off as observed.
+//!
+//! The graph is Linux's, not the RFC's: an accepted child starts as a clone of its listener
+//! (`LISTEN -> SYN_RECV`, as the tracepoint reports it), FIN_WAIT1 never jumps straight to
+//! TIME_WAIT (the kernel handles the ACK before the FIN, so it passes FIN_WAIT2), and the
+//! request mini-socket (NEW_SYN_RECV) never changes state through `inet_sock_set_state`.
+//! Edges come in two kinds: graceful ones (handshake, FIN exchange, timers) and abortive
+//! ones (RST, SO_LINGER 0, giving up). A path uses abortive edges only when no graceful path
+//! exists, because a socket that vanished without being seen to abort most likely closed
+//! the ordinary way.
+//!
+//! Left out on purpose: TCP Fast Open and simultaneous open corner cases beyond the
+//! `SYN_SENT -> SYN_RECV` edge; the RFC's own machine lives in [`crate::model`].
+
+use std::collections::VecDeque;
+
+use crate::state::TcpState;
+
+use TcpState::*;
+
+/// The edges Linux takes without an abort, from each state, most common first. The order
+/// breaks ties between equally short paths (FIN_WAIT1 -> FIN_WAIT2 beats -> CLOSING).
+fn graceful(from: TcpState) -> &'static [TcpState] {
+    match from {
+        // connect() or listen().
+        Close => &[SynSent, Listen],
+        // A SYN arrives: the kernel clones the listener into a child in SYN_RECV.
+        Listen => &[SynRecv, Close],
+        // SYN-ACK received; or a bare SYN crossed ours (simultaneous open).
+        SynSent => &[Established, SynRecv],
+        // The final ACK of the handshake; or close() before it came.
+        SynRecv => &[Established, FinWait1],
+        // Peer's FIN first (passive close) or ours first (active close).
+        Established => &[CloseWait, FinWait1],
+        // Our FIN acknowledged; or the peer's FIN crossed ours (simultaneous close).
+        FinWait1 => &[FinWait2, Closing],
+        // The peer's FIN.
+        FinWait2 => &[TimeWait],
+        // The ACK of our FIN, after both FINs crossed.
+        Closing => &[TimeWait],
+        // The 60 s timer ran out.
+        TimeWait => &[Close],
+        // Our program called close(): we send our FIN.
+        CloseWait => &[LastAck],
+        // The ACK of our FIN: the socket is gone.
+        LastAck => &[Close],
+        // A request socket becomes a full child only through the listener (see Listen).
+        NewSynRecv => &[],
+    }
+}
+
+/// The edges that abort a connection (RST in or out, SO_LINGER 0, retries exhausted,
+/// tcp_fin_timeout on an orphan) or give up on one that never started.
+fn abortive(from: TcpState) -> &'static [TcpState] {
+    match from {
+        // Nothing to abort.
+        Close => &[],
+        // A listener is only closed (graceful, above).
+        Listen => &[],
+        // Connection refused (RST) or SYN retries exhausted.
+        SynSent => &[Close],
+        // RST, or the handshake timed out.
+        SynRecv => &[Close],
+        // RST received or sent (SO_LINGER 0, close with unread data).
+        Established => &[Close],
+        // RST, or an orphan whose FIN is never acknowledged.
+        FinWait1 => &[Close],
+        // RST, or tcp_fin_timeout / TCP_LINGER2 on an orphan.
+        FinWait2 => &[Close],
+        // RST, or retries exhausted.
+        Closing => &[Close],
+        // A RST in TIME_WAIT can kill it early (RFC 1337 "TIME-WAIT assassination").
+        TimeWait => &[],
+        // RST received, or close() with unread data.
+        CloseWait => &[Close],
+        // RST, or our FIN never acknowledged.
+        LastAck => &[Close],
+        // The handshake never completed: the request is dropped.
+        NewSynRecv => &[Close],
+    }
+}
+
+/// Whether Linux can move a socket from `from` to `to` in one step.
+pub fn is_legal(from: TcpState, to: TcpState) -> bool {
+    graceful(from).contains(&to) || abortive(from).contains(&to)
+}
+
+/// The shortest legal path from `from` to `to`, both included: graceful edges only when
+/// they connect the two, otherwise any legal edge. `[from]` alone when they are equal;
+/// `None` when Linux has no way from one to the other.
+pub fn shortest_path(from: TcpState, to: TcpState) -> Option<Vec<TcpState>> {
+    if from == to {
+        return Some(vec![from]);
+    }
+    bfs(from, to, false).or_else(|| bfs(from, to, true))
+}
+
+fn bfs(from: TcpState, to: TcpState, allow_abort: bool) -> Option<Vec<TcpState>> {
+    let idx = |s: TcpState| usize::from(s.code());
+    let mut parent: [Option<TcpState>; 13] = [None; 13];
+    let mut seen = [false; 13];
+    let mut queue = VecDeque::from([from]);
+    seen[idx(from)] = true;
+    while let Some(s) = queue.pop_front() {
+        let aborts: &[TcpState] = if allow_abort { abortive(s) } else { &[] };
+        for &n in graceful(s).iter().chain(aborts) {
+            if seen[idx(n)] {
+                continue;
+            }
+            seen[idx(n)] = true;
+            parent[idx(n)] = Some(s);
+            if n == to {
+                let mut path = vec![to];
+                let mut cur = to;
+                while let Some(p) = parent[idx(cur)] {
+                    path.push(p);
+                    cur = p;
+                }
+                path.reverse();
+                return Some(path);
+            }
+            queue.push_back(n);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_first_closer_from_nothing_to_time_wait() {
+        assert_eq!(
+            shortest_path(Close, TimeWait).unwrap(),
+            vec![Close, SynSent, Established, FinWait1, FinWait2, TimeWait]
+        );
+    }
+
+    #[test]
+    fn brief_states_are_filled_in() {
+        assert_eq!(
+            shortest_path(Established, FinWait2).unwrap(),
+            vec![Established, FinWait1, FinWait2]
+        );
+        assert_eq!(
+            shortest_path(CloseWait, Close).unwrap(),
+            vec![CloseWait, LastAck, Close]
+        );
+        assert_eq!(
+            shortest_path(Listen, Established).unwrap(),
+            vec![Listen, SynRecv, Established]
+        );
+        assert_eq!(
+            shortest_path(Close, Established).unwrap(),
+            vec![Close, SynSent, Established]
+        );
+    }
+
+    #[test]
+    fn vanishing_from_established_is_a_passive_close() {
+        // The passive path (3 steps) is shorter than the active one through TIME_WAIT (4).
+        assert_eq!(
+            shortest_path(Established, Close).unwrap(),
+            vec![Established, CloseWait, LastAck, Close]
+        );
+    }
+
+    #[test]
+    fn aborts_only_when_nothing_graceful_connects() {
+        // A graceful way from SYN_SENT to CLOSE exists (through ESTABLISHED and CLOSE_WAIT),
+        // so it is taken over the one-step RST: the rule is "graceful first", not "fewest".
+        assert_eq!(
+            shortest_path(SynSent, Close).unwrap(),
+            vec![SynSent, Established, CloseWait, LastAck, Close]
+        );
+        // Nothing graceful leads from a request socket to CLOSE: only its drop does.
+        assert_eq!(
+            shortest_path(NewSynRecv, Close).unwrap(),
+            vec![NewSynRecv, Close]
+        );
+    }
+
+    #[test]
+    fn impossible_paths_and_identity() {
+        assert_eq!(shortest_path(Established, NewSynRecv), None);
+        assert_eq!(shortest_path(Close, NewSynRecv), None);
+        assert_eq!(shortest_path(LastAck, LastAck).unwrap(), vec![LastAck]);
+    }
+
+    #[test]
+    fn every_path_is_made_of_legal_steps() {
+        for a in TcpState::ALL {
+            for b in TcpState::ALL {
+                if let Some(p) = shortest_path(a, b) {
+                    assert_eq!(p.first(), Some(&a));
+                    assert_eq!(p.last(), Some(&b));
+                    for w in p.windows(2) {
+                        assert!(is_legal(w[0], w[1]), "{a}->{b}: {}->{}", w[0], w[1]);
+                    }
+                }
+            }
+        }
+        assert!(!is_legal(FinWait1, TimeWait));
+        assert!(is_legal(FinWait2, Close));
+    }
+}

@@ -1,0 +1,885 @@
+//! The transition tracer: every state change of the sockets on some ports, as a
+//! [`Timeline`], from one of two backends behind one interface.
+//!
+//! - **tracepoint** (root): the kernel's `sock:inet_sock_set_state` tracepoint in a private
+//!   tracefs instance ([`super::tracefs`]), filtered in the kernel to TCP and the watched
+//!   ports. It sees every change of a full socket, however brief, with a timestamp.
+//! - **poll** (any user): a sock_diag dump of the watched ports every millisecond, diffed.
+//!   States too brief to be caught (SYN_SENT, FIN_WAIT1, LAST_ACK live microseconds on
+//!   loopback) are filled in from the shortest legal path ([`super::infer`]) and marked
+//!   [`Source::Inferred`], never [`Source::Poll`].
+//!
+//! What the tracepoint cannot see, sock_diag fills in. When a socket leaves FIN_WAIT2 or
+//! CLOSING the kernel swaps in a *mini-socket* (timewait sock) and the tracepoint reports
+//! `-> CLOSE`. We then ask sock_diag about that 4-tuple: a TIME_WAIT row turns the event into
+//! `-> TIME_WAIT` ([`Source::Diag`]); a FIN_WAIT2 row (an orphan: the program closed, the peer
+//! has not) means the socket is still in FIN_WAIT2, so no event. Those tuples are then
+//! watched by polling, to report `FIN_WAIT2 -> TIME_WAIT` when the peer's FIN comes and
+//! `TIME_WAIT -> CLOSE` when the mini-socket goes.
+//!
+//! Left out on purpose: sockets that exist before the tracer starts are not reported until
+//! they change (the tracepoint knows nothing of them either), and a connect() whose first
+//! event names no local port yet (`CLOSE -> SYN_SENT` fires before the port is chosen) is
+//! matched to its socket by destination and task, not by the kernel's socket address, which
+//! the text pipe does not print.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::infer;
+use super::tracefs::{self, BufferStats, Instance, RawEvent, Tracefs};
+use super::{Method, Query, SocketRow};
+use crate::error::{Error, Result};
+use crate::state::TcpState;
+use crate::timeline::{Endpoint, Event, Source, Timeline};
+
+/// Which way to watch transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The tracepoint when we are root and tracefs works, otherwise polling.
+    #[default]
+    Auto,
+    /// `sock:inet_sock_set_state` in a private tracefs instance (root only).
+    Tracepoint,
+    /// sock_diag dumps, diffed (any user).
+    Poll,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Backend::Auto => "auto",
+            Backend::Tracepoint => "tracepoint",
+            Backend::Poll => "poll",
+        })
+    }
+}
+
+/// A failure injected on purpose, for tests that check we clean up on errors.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `start()` fails right after the tracepoint is armed.
+    AfterArm,
+    /// The background thread fails on its first round; `stop()` returns the error.
+    InWorker,
+}
+
+/// What to watch and how.
+#[derive(Debug, Clone)]
+pub struct TraceConfig {
+    /// Sockets whose local or remote port is one of these; empty watches every TCP socket.
+    pub ports: Vec<u16>,
+    pub backend: Backend,
+    /// How often the poll backend dumps, and how often mini-sockets are rechecked.
+    pub poll_interval: Duration,
+    /// Ring buffer per CPU for the tracepoint, in KiB.
+    pub buffer_kb: u32,
+    #[doc(hidden)]
+    pub fault: Option<Fault>,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        TraceConfig {
+            ports: Vec::new(),
+            backend: Backend::Auto,
+            poll_interval: Duration::from_millis(1),
+            buffer_kb: 16 * 1024,
+            fault: None,
+        }
+    }
+}
+
+impl TraceConfig {
+    /// Watch these ports with the default backend and interval.
+    pub fn ports(ports: &[u16]) -> TraceConfig {
+        TraceConfig {
+            ports: ports.to_vec(),
+            ..TraceConfig::default()
+        }
+    }
+
+    pub fn with_backend(mut self, backend: Backend) -> TraceConfig {
+        self.backend = backend;
+        self
+    }
+}
+
+/// Counters for a finished trace: how much the kernel wrote and whether any was lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TraceStats {
+    /// Tracepoint lines parsed (each one state change of a full socket).
+    pub tracepoint_events: u64,
+    /// sock_diag dumps made (polls, and lookups of mini-sockets).
+    pub dumps: u64,
+    /// The instance's ring buffer at the end: `overrun` + `dropped` are events lost.
+    pub overrun: u64,
+    pub dropped: u64,
+}
+
+/// A finished trace.
+#[derive(Debug, Clone)]
+pub struct TraceReport {
+    pub timeline: Timeline,
+    pub stats: TraceStats,
+    /// Things that went wrong but did not stop the trace (sock_diag refused, say).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Default)]
+struct Shared {
+    events: Mutex<Vec<Event>>,
+    stop: AtomicBool,
+    tracepoint_events: AtomicU64,
+    dumps: AtomicU64,
+    buffer: Mutex<Option<BufferStats>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking worker must not take the recorded events with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn emit(&self, e: Event) {
+        lock(&self.events).push(e);
+    }
+
+    fn warn_once(&self, w: String) {
+        let mut ws = lock(&self.warnings);
+        if !ws.contains(&w) {
+            ws.push(w);
+        }
+    }
+}
+
+/// A running tracer. Stop it with [`Tracer::stop`] (or drop it: that stops it too and
+/// removes the tracefs instance).
+pub struct Tracer {
+    backend: Backend,
+    note: String,
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<Result<()>>>,
+    instance: Option<String>,
+    private_mount: Option<PathBuf>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracer")
+            .field("backend", &self.backend)
+            .field("note", &self.note)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether this process runs with effective uid 0.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn fmt_interval(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms.fract() == 0.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Tracer {
+    /// Start tracing. Returns once the tracer is armed: every change after this returns is
+    /// recorded (the poll backend: seen at its next dump).
+    pub fn start(cfg: TraceConfig) -> Result<Tracer> {
+        if cfg.poll_interval.is_zero() {
+            return Err(Error::InvalidInput(
+                "the poll interval must be more than 0".into(),
+            ));
+        }
+        let every = fmt_interval(cfg.poll_interval);
+        match cfg.backend {
+            Backend::Poll => Tracer::start_poll(&cfg, format!("polling sock_diag every {every}")),
+            Backend::Tracepoint => {
+                if !is_root() {
+                    return Err(Error::Permission(format!(
+                        "the tracepoint backend needs root (tracefs is root-only); \
+                         the poll backend works for any user: use --backend poll \
+                         (sock_diag every {every})"
+                    )));
+                }
+                Tracer::start_tracepoint(&cfg)
+            }
+            Backend::Auto => {
+                if !is_root() {
+                    return Tracer::start_poll(
+                        &cfg,
+                        format!("tracing needs root: polling sock_diag every {every}"),
+                    );
+                }
+                match Tracer::start_tracepoint(&cfg) {
+                    Ok(t) => Ok(t),
+                    Err(e) => Tracer::start_poll(
+                        &cfg,
+                        format!("tracefs is not usable ({e}): polling sock_diag every {every}"),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn start_tracepoint(cfg: &TraceConfig) -> Result<Tracer> {
+        let tracefs = Tracefs::open()?;
+        let instance = Instance::create(tracefs)?;
+        let started = Instant::now();
+        let t0_ns = mono_ns();
+        let pipe = instance.arm(&cfg.ports, cfg.buffer_kb)?;
+        if cfg.fault == Some(Fault::AfterArm) {
+            // `pipe` and `instance` drop here: the instance is removed.
+            return Err(Error::io(
+                "injected failure after arming",
+                io::Error::other("test fault"),
+            ));
+        }
+        let name = instance.name().to_string();
+        let private_mount = instance.private_mount().map(PathBuf::from);
+        let note = format!(
+            "tracing sock:inet_sock_set_state in tracefs instance {name}{}; TIME_WAIT and \
+             orphaned FIN_WAIT2 from sock_diag",
+            match &private_mount {
+                Some(m) => format!(" (tracefs mounted privately at {})", m.display()),
+                None => String::new(),
+            }
+        );
+        let shared = Arc::new(Shared::default());
+        let worker_shared = Arc::clone(&shared);
+        let ctx = Ctx {
+            shared: Arc::clone(&shared),
+            query: Query::ports(&cfg.ports),
+            started,
+            interval: cfg.poll_interval,
+            fault: cfg.fault,
+        };
+        let worker = std::thread::Builder::new()
+            .name("tcplab-trace".into())
+            .spawn(move || {
+                let _keep = worker_shared;
+                run_tracepoint(pipe, instance, ctx, t0_ns)
+            })
+            .map_err(|e| Error::io("start the tracer thread", e))?;
+        Ok(Tracer {
+            backend: Backend::Tracepoint,
+            note,
+            shared,
+            worker: Some(worker),
+            instance: Some(name),
+            private_mount,
+            started,
+        })
+    }
+
+    fn start_poll(cfg: &TraceConfig, note: String) -> Result<Tracer> {
+        let shared = Arc::new(Shared::default());
+        let query = Query::ports(&cfg.ports);
+        let started = Instant::now();
+        let ctx = Ctx {
+            shared: Arc::clone(&shared),
+            query,
+            started,
+            interval: cfg.poll_interval,
+            fault: cfg.fault,
+        };
+        // The baseline: sockets already there are not news. Taken before we return, so
+        // anything that changes afterwards is seen.
+        let mut poller = Poller::default();
+        let first = ctx.dump()?;
+        if let Some(n) = &first.1 {
+            shared.warn_once(n.clone());
+        }
+        poller.baseline(&first.0);
+        let worker = std::thread::Builder::new()
+            .name("tcplab-poll".into())
+            .spawn(move || run_poll(poller, ctx))
+            .map_err(|e| Error::io("start the poller thread", e))?;
+        Ok(Tracer {
+            backend: Backend::Poll,
+            note,
+            shared,
+            worker: Some(worker),
+            instance: None,
+            private_mount: None,
+            started,
+        })
+    }
+
+    /// The backend in use: `Tracepoint` or `Poll`, never `Auto`.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Which backend and why, for a human (`tracing needs root: polling sock_diag every 1 ms`).
+    pub fn note(&self) -> &str {
+        &self.note
+    }
+
+    /// The tracefs instance's name, for the tracepoint backend.
+    pub fn instance_name(&self) -> Option<&str> {
+        self.instance.as_deref()
+    }
+
+    /// Where we mounted tracefs ourselves, if it was not mounted.
+    pub fn private_mount(&self) -> Option<&std::path::Path> {
+        self.private_mount.as_deref()
+    }
+
+    /// When the tracer started: event times count from here.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Every event so far, in the order they were learned (not quite time order: a
+    /// mini-socket lookup can land a little after later events).
+    pub fn events(&self) -> Vec<Event> {
+        lock(&self.shared.events).clone()
+    }
+
+    /// The events learned after the first `from`: for a live display that polls.
+    pub fn events_since(&self, from: usize) -> Vec<Event> {
+        lock(&self.shared.events)
+            .get(from..)
+            .map(<[Event]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// Whether the background thread has ended (on an error, say) without being stopped.
+    pub fn is_finished(&self) -> bool {
+        self.worker.as_ref().is_none_or(|w| w.is_finished())
+    }
+
+    /// Stop and clean up, keeping the events for [`Tracer::events`] and [`Tracer::finish`].
+    /// The error, if the tracer failed, is returned here (once).
+    pub fn halt(&mut self) -> Result<()> {
+        self.join()
+    }
+
+    /// Stop, clean up, and return the timeline.
+    pub fn stop(self) -> Result<Timeline> {
+        self.finish().map(|r| r.timeline)
+    }
+
+    /// Stop, clean up, and return the timeline with the counters.
+    pub fn finish(mut self) -> Result<TraceReport> {
+        let res = self.join();
+        res?;
+        let events = std::mem::take(&mut *lock(&self.shared.events));
+        let buffer = lock(&self.shared.buffer).unwrap_or_default();
+        Ok(TraceReport {
+            timeline: Timeline::from_events(events),
+            stats: TraceStats {
+                tracepoint_events: self.shared.tracepoint_events.load(Ordering::Relaxed),
+                dumps: self.shared.dumps.load(Ordering::Relaxed),
+                overrun: buffer.overrun,
+                dropped: buffer.dropped,
+            },
+            warnings: lock(&self.shared.warnings).clone(),
+        })
+    }
+
+    fn join(&mut self) -> Result<()> {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        match self.worker.take() {
+            None => Ok(()),
+            Some(w) => match w.join() {
+                Ok(r) => r,
+                Err(_) => Err(Error::io("the tracer thread", io::Error::other("panicked"))),
+            },
+        }
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
+
+/// What both workers share.
+struct Ctx {
+    shared: Arc<Shared>,
+    query: Query,
+    started: Instant,
+    interval: Duration,
+    fault: Option<Fault>,
+}
+
+impl Ctx {
+    fn now_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    fn stopping(&self) -> bool {
+        self.shared.stop.load(Ordering::SeqCst)
+    }
+
+    fn dump(&self) -> Result<(Vec<SocketRow>, Option<String>)> {
+        self.shared.dumps.fetch_add(1, Ordering::Relaxed);
+        let snap = super::snapshot(&self.query, Method::Auto)?;
+        Ok((snap.rows, snap.note))
+    }
+
+    fn dump_mini(&self) -> Result<Vec<SocketRow>> {
+        self.shared.dumps.fetch_add(1, Ordering::Relaxed);
+        let q = self
+            .query
+            .clone()
+            .with_states(&[TcpState::TimeWait, TcpState::FinWait2]);
+        Ok(super::snapshot(&q, Method::Auto)?.rows)
+    }
+}
+
+fn endpoint(local: SocketAddr, remote: SocketAddr) -> Endpoint {
+    Endpoint { local, remote }
+}
+
+// ---------------------------------------------------------------- tracepoint backend
+
+fn run_tracepoint(pipe: File, instance: Instance, ctx: Ctx, t0_ns: u64) -> Result<()> {
+    let mut tp = TpState::new(t0_ns);
+    let mut pipe = pipe;
+    let res = tracepoint_loop(&mut pipe, &instance, &ctx, &mut tp);
+    let _ = instance.disable();
+    *lock(&ctx.shared.buffer) = instance.stats().ok();
+    // The pipe must be closed before the instance can be removed.
+    drop(pipe);
+    drop(instance);
+    res
+}
+
+fn tracepoint_loop(
+    pipe: &mut File,
+    instance: &Instance,
+    ctx: &Ctx,
+    tp: &mut TpState,
+) -> Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut tail: Vec<u8> = Vec::new();
+    // Mini-socket lookups and rechecks cost a sock_diag dump: at most one per round, and a
+    // round lasts at least the poll interval and 4 times the last dump.
+    let mut round = ctx.interval.max(Duration::from_millis(2));
+    let mut next_round = Instant::now() + round;
+    loop {
+        let stopping = ctx.stopping();
+        if stopping {
+            // Let nothing new in, then drain what the kernel already wrote.
+            let _ = instance.disable();
+        }
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    tail.extend_from_slice(&buf[..n]);
+                    let end = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                    for line in tail[..end].split(|&b| b == b'\n') {
+                        if let Some(ev) =
+                            std::str::from_utf8(line).ok().and_then(tracefs::parse_line)
+                        {
+                            ctx.shared.tracepoint_events.fetch_add(1, Ordering::Relaxed);
+                            tp.handle(ev, ctx);
+                        }
+                    }
+                    tail.drain(..end);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read trace_pipe", e)),
+            }
+        }
+        if ctx.fault == Some(Fault::InWorker) {
+            return Err(Error::io(
+                "injected failure in the tracer",
+                io::Error::other("test fault"),
+            ));
+        }
+        let now = Instant::now();
+        if stopping || now >= next_round {
+            let t = Instant::now();
+            tp.resolve(ctx, stopping);
+            round = ctx
+                .interval
+                .max(Duration::from_millis(2))
+                .max(t.elapsed() * 4);
+            next_round = Instant::now() + round;
+        }
+        if stopping {
+            tp.flush_pending(ctx);
+            return Ok(());
+        }
+        let wait = next_round
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(50));
+        let mut pfd = libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut pfd, 1, wait.as_millis().max(1) as i32) };
+    }
+}
+
+/// A tracepoint line as an event, its time counted from `t0_ns` (CLOCK_MONOTONIC).
+fn raw_to_event(t0_ns: u64, ev: &RawEvent, from: TcpState, to: TcpState, source: Source) -> Event {
+    let t_us = ev.ts_ns.saturating_sub(t0_ns) / 1000;
+    let mut e = Event::new(t_us, ev.local, ev.remote, from, to, source);
+    e.pid = (ev.pid != 0).then_some(ev.pid);
+    e
+}
+
+/// The tracepoint backend's bookkeeping between lines.
+struct TpState {
+    t0_ns: u64,
+    /// `CLOSE -> SYN_SENT` events with no local port yet, by (local ip, remote).
+    pending_connect: HashMap<(IpAddr, SocketAddr), VecDeque<RawEvent>>,
+    /// `FIN_WAIT2/CLOSING -> CLOSE` events waiting for a sock_diag lookup.
+    closes: Vec<RawEvent>,
+    /// Mini-sockets being watched: FIN_WAIT2 orphans and TIME_WAIT.
+    mini: HashMap<Endpoint, TcpState>,
+}
+
+impl TpState {
+    fn new(t0_ns: u64) -> TpState {
+        TpState {
+            t0_ns,
+            pending_connect: HashMap::new(),
+            closes: Vec::new(),
+            mini: HashMap::new(),
+        }
+    }
+
+    fn event(&self, ev: &RawEvent, from: TcpState, to: TcpState, source: Source) -> Event {
+        raw_to_event(self.t0_ns, ev, from, to, source)
+    }
+
+    fn handle(&mut self, ev: RawEvent, ctx: &Ctx) {
+        // connect() reports CLOSE -> SYN_SENT before it picks the local port: hold it until
+        // the socket's next change names the port.
+        if ev.old == TcpState::Close && ev.new == TcpState::SynSent && ev.local.port() == 0 {
+            self.pending_connect
+                .entry((ev.local.ip(), ev.remote))
+                .or_default()
+                .push_back(ev);
+            return;
+        }
+        if ev.old == TcpState::SynSent
+            && let Some(q) = self.pending_connect.get_mut(&(ev.local.ip(), ev.remote))
+        {
+            // Same task first (a blocking connect() sees its own SYN-ACK), else the oldest.
+            let at = q.iter().position(|p| p.pid == ev.pid).unwrap_or(0);
+            if let Some(mut first) = q.remove(at) {
+                first.local = ev.local;
+                let e = raw_to_event(self.t0_ns, &first, first.old, first.new, Source::Tracepoint);
+                ctx.shared.emit(e);
+            }
+            if q.is_empty() {
+                self.pending_connect.remove(&(ev.local.ip(), ev.remote));
+            }
+        }
+        if ev.new == TcpState::Close && matches!(ev.old, TcpState::FinWait2 | TcpState::Closing) {
+            // Maybe a mini-socket took over: ask sock_diag at the end of the round.
+            self.closes.push(ev);
+            return;
+        }
+        ctx.shared
+            .emit(self.event(&ev, ev.old, ev.new, Source::Tracepoint));
+    }
+
+    /// One sock_diag dump: settle the pending `-> CLOSE` events and recheck mini-sockets.
+    fn resolve(&mut self, ctx: &Ctx, final_round: bool) {
+        if self.closes.is_empty() && (self.mini.is_empty() || final_round) {
+            return;
+        }
+        let rows = match ctx.dump_mini() {
+            Ok(rows) => rows,
+            Err(e) => {
+                ctx.shared.warn_once(format!(
+                    "sock_diag failed ({e}): TIME_WAIT and orphaned FIN_WAIT2 are shown as CLOSE"
+                ));
+                for ev in std::mem::take(&mut self.closes) {
+                    ctx.shared
+                        .emit(self.event(&ev, ev.old, ev.new, Source::Tracepoint));
+                }
+                return;
+            }
+        };
+        let now: HashMap<Endpoint, TcpState> = rows
+            .iter()
+            .map(|r| (endpoint(r.local, r.remote), r.state))
+            .collect();
+        // Recheck the mini-sockets we already knew (before adding new ones).
+        if !final_round {
+            let t = ctx.now_us();
+            let mut gone = Vec::new();
+            for (ep, st) in self.mini.iter_mut() {
+                match now.get(ep) {
+                    Some(&s) if s == *st => {}
+                    Some(&s) => {
+                        ctx.shared
+                            .emit(Event::new(t, ep.local, ep.remote, *st, s, Source::Diag));
+                        *st = s;
+                    }
+                    None => {
+                        ctx.shared.emit(Event::new(
+                            t,
+                            ep.local,
+                            ep.remote,
+                            *st,
+                            TcpState::Close,
+                            Source::Diag,
+                        ));
+                        gone.push(*ep);
+                    }
+                }
+            }
+            for ep in gone {
+                self.mini.remove(&ep);
+            }
+        }
+        for ev in std::mem::take(&mut self.closes) {
+            let ep = endpoint(ev.local, ev.remote);
+            match now.get(&ep) {
+                Some(&TcpState::TimeWait) => {
+                    ctx.shared
+                        .emit(self.event(&ev, ev.old, TcpState::TimeWait, Source::Diag));
+                    self.mini.insert(ep, TcpState::TimeWait);
+                }
+                // An orphan: the program closed, the peer has not. Still FIN_WAIT2.
+                Some(&TcpState::FinWait2) => {
+                    self.mini.insert(ep, TcpState::FinWait2);
+                }
+                _ => ctx
+                    .shared
+                    .emit(self.event(&ev, ev.old, ev.new, Source::Tracepoint)),
+            }
+        }
+    }
+
+    /// At the end: connects that never got a port are reported as they are.
+    fn flush_pending(&mut self, ctx: &Ctx) {
+        let t0 = self.t0_ns;
+        for (_, q) in self.pending_connect.drain() {
+            for ev in q {
+                ctx.shared
+                    .emit(raw_to_event(t0, &ev, ev.old, ev.new, Source::Tracepoint));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------- poll backend
+
+/// The poll backend's memory between dumps.
+#[derive(Default)]
+struct Poller {
+    prev: HashMap<Endpoint, TcpState>,
+    /// Every listening address seen: a new socket on one of them is an accepted child.
+    listeners: HashSet<SocketAddr>,
+}
+
+impl Poller {
+    fn baseline(&mut self, rows: &[SocketRow]) {
+        self.prev = self.index(rows);
+    }
+
+    fn index(&mut self, rows: &[SocketRow]) -> HashMap<Endpoint, TcpState> {
+        let mut map = HashMap::with_capacity(rows.len());
+        for r in rows {
+            if r.state == TcpState::Listen {
+                self.listeners.insert(r.local);
+            }
+            map.insert(endpoint(r.local, r.remote), r.state);
+        }
+        map
+    }
+
+    fn is_child(&self, local: SocketAddr) -> bool {
+        self.listeners
+            .iter()
+            .any(|l| l.port() == local.port() && (l.ip().is_unspecified() || l.ip() == local.ip()))
+    }
+
+    /// Diff a new dump against the last one, emitting observed and inferred steps.
+    fn diff(&mut self, rows: &[SocketRow], t_us: u64, out: &mut Vec<Event>) {
+        let cur = self.index(rows);
+        for (ep, &s) in &cur {
+            let from = match self.prev.get(ep) {
+                Some(&p) if p == s => continue,
+                Some(&p) => p,
+                // New: a child of a listener starts as its clone (LISTEN -> SYN_RECV), any
+                // other socket from CLOSE.
+                None if s != TcpState::Listen && self.is_child(ep.local) => TcpState::Listen,
+                None => TcpState::Close,
+            };
+            emit_path(*ep, from, s, t_us, out);
+        }
+        for (ep, &p) in &self.prev {
+            if !cur.contains_key(ep) {
+                emit_path(*ep, p, TcpState::Close, t_us, out);
+            }
+        }
+        self.prev = cur;
+    }
+}
+
+/// `from -> ... -> to`: the last step observed ([`Source::Poll`]), the ones before it
+/// filled in from the shortest legal path ([`Source::Inferred`]).
+fn emit_path(ep: Endpoint, from: TcpState, to: TcpState, t_us: u64, out: &mut Vec<Event>) {
+    let path = infer::shortest_path(from, to).unwrap_or_else(|| vec![from, to]);
+    let steps = path.len() - 1;
+    for (i, w) in path.windows(2).enumerate() {
+        let source = if i + 1 == steps {
+            Source::Poll
+        } else {
+            Source::Inferred
+        };
+        out.push(Event::new(t_us, ep.local, ep.remote, w[0], w[1], source));
+    }
+}
+
+fn run_poll(mut poller: Poller, ctx: Ctx) -> Result<()> {
+    let mut next = Instant::now() + ctx.interval;
+    let mut batch = Vec::new();
+    loop {
+        if ctx.fault == Some(Fault::InWorker) {
+            return Err(Error::io(
+                "injected failure in the poller",
+                io::Error::other("test fault"),
+            ));
+        }
+        let stopping = ctx.stopping();
+        let (rows, note) = ctx.dump()?;
+        if let Some(n) = note {
+            ctx.shared.warn_once(n);
+        }
+        poller.diff(&rows, ctx.now_us(), &mut batch);
+        if !batch.is_empty() {
+            lock(&ctx.shared.events).append(&mut batch);
+        }
+        if stopping {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+            next += ctx.interval;
+        } else {
+            // Dumps take longer than the interval: go again at once, without a backlog.
+            next = now + ctx.interval;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TcpState::*;
+
+    fn row(state: TcpState, l: u16, r: u16) -> SocketRow {
+        SocketRow {
+            state,
+            local: SocketAddr::from(([127, 0, 0, 1], l)),
+            remote: if r == 0 {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            } else {
+                SocketAddr::from(([127, 0, 0, 1], r))
+            },
+            timer: None,
+            timer_ms: None,
+            recv_q: 0,
+            send_q: 0,
+            uid: 0,
+            inode: 0,
+            pids: None,
+        }
+    }
+
+    #[test]
+    fn poll_diff_fills_gaps_with_inferred_steps() {
+        let mut p = Poller::default();
+        p.baseline(&[row(Listen, 5000, 0)]);
+        let mut out = Vec::new();
+        p.diff(
+            &[
+                row(Listen, 5000, 0),
+                row(Established, 40000, 5000),
+                row(Established, 5000, 40000),
+            ],
+            10,
+            &mut out,
+        );
+        p.diff(
+            &[row(Listen, 5000, 0), row(TimeWait, 40000, 5000)],
+            20,
+            &mut out,
+        );
+        let t = Timeline::from_events(out);
+        let client = endpoint(
+            row(Close, 40000, 5000).local,
+            row(Close, 40000, 5000).remote,
+        );
+        let child = endpoint(
+            row(Close, 5000, 40000).local,
+            row(Close, 5000, 40000).remote,
+        );
+        assert_eq!(
+            t.sequence(client),
+            vec![Close, SynSent, Established, FinWait1, FinWait2, TimeWait]
+        );
+        assert_eq!(
+            t.sequence(child),
+            vec![Listen, SynRecv, Established, CloseWait, LastAck, Close]
+        );
+        let observed: Vec<TcpState> = t
+            .events_of(client)
+            .filter(|e| e.source == Source::Poll)
+            .map(|e| e.to)
+            .collect();
+        assert_eq!(observed, vec![Established, TimeWait]);
+        assert_eq!(
+            t.events_of(client)
+                .filter(|e| e.source == Source::Inferred)
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn intervals_print_plainly() {
+        assert_eq!(fmt_interval(Duration::from_millis(1)), "1 ms");
+        assert_eq!(fmt_interval(Duration::from_micros(500)), "0.5 ms");
+    }
+}
