@@ -8,7 +8,7 @@
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyPermissionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyInt, PyString};
 use tcplab_core::Error;
 
 create_exception!(
@@ -74,9 +74,10 @@ pub fn ports(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Vec<u16>> {
     if obj.is_instance_of::<PyInt>() {
         return Ok(vec![port(obj, what)?]);
     }
-    if obj.is_instance_of::<PyString>() {
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
         return Err(PyTypeError::new_err(format!(
-            "{what} must be an int or a list of ints, not str"
+            "{what} must be an int or a list of ints, not {}",
+            type_name(obj)
         )));
     }
     let iter = obj.try_iter().map_err(|_| {

@@ -26,7 +26,9 @@ def ss_rows(ports: list[int]) -> set[tuple[str, int, int, str, str]]:
         f = line.split()
         if len(f) < 5:
             continue
-        rows.add((tcplab.state_name(f[0]), int(f[1]), int(f[2]), f[3], f[4]))
+        # ss prints port 0 (a listener's peer) as "*".
+        local, remote = (a[:-2] + ":0" if a.endswith(":*") else a for a in f[3:5])
+        rows.add((tcplab.state_name(f[0]), int(f[1]), int(f[2]), local, remote))
     return rows
 
 
