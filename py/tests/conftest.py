@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
-
 import tcplab
 
 

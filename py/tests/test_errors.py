@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 import tcplab
 
 
@@ -47,7 +46,7 @@ def test_unknown_state_lists_valid(state: Any) -> None:
 
 @pytest.mark.parametrize("state", [5, [5], [None], b"LISTEN", object(), 1.0])
 def test_state_wrong_type(state: Any) -> None:
-    with pytest.raises(TypeError, match="state must be|a state must be") as e:
+    with pytest.raises(TypeError, match=r"state must be|a state must be") as e:
         tcplab.snapshot(state=state)
     no_panic(e)
 

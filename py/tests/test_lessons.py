@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import tcplab
 
 
@@ -67,9 +66,7 @@ def test_hold_keeps_sockets_until_stop() -> None:
     r = tcplab.run("03", variant="leak", connections=3, hold=30)
     try:
         assert r.alive
-        assert tcplab.snapshot(port=r.server_port, state="close-wait").counts() == {
-            "CLOSE_WAIT": 3
-        }
+        assert tcplab.snapshot(port=r.server_port, state="close-wait").counts() == {"CLOSE_WAIT": 3}
     finally:
         r.stop()
     assert not r.alive
@@ -78,9 +75,7 @@ def test_hold_keeps_sockets_until_stop() -> None:
     )
 
 
-def test_missing_binaries_say_how_to_build(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_missing_binaries_say_how_to_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import tcplab._lessons as lessons_mod
 
     monkeypatch.setattr(lessons_mod, "bin_dirs", lambda: [tmp_path])
@@ -106,7 +101,7 @@ def test_child_timeout_is_killed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     write_script(tmp_path / "03-close-wait-leak", "exec sleep 30\n")
     monkeypatch.setenv("TCPLAB_BIN_DIR", str(tmp_path))
     t0 = time.monotonic()
-    with pytest.raises(tcplab.TcplabError, match="did not report within 0.5 s"):
+    with pytest.raises(tcplab.TcplabError, match=r"did not report within 0\.5 s"):
         tcplab.run("03", variant="leak", timeout=0.5)
     assert time.monotonic() - t0 < 10
 
@@ -114,7 +109,7 @@ def test_child_timeout_is_killed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 def test_child_failure_shows_stderr(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     write_script(tmp_path / "03-close-wait-leak", "echo 'boom: no port' >&2\nexit 3\n")
     monkeypatch.setenv("TCPLAB_BIN_DIR", str(tmp_path))
-    with pytest.raises(tcplab.TcplabError, match="exited with code 3.*boom: no port"):
+    with pytest.raises(tcplab.TcplabError, match=r"exited with code 3.*boom: no port"):
         tcplab.run("03", variant="leak")
 
 

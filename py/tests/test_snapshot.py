@@ -6,9 +6,8 @@ import os
 import socket
 
 import pytest
-from conftest import Lab, needs_ss, ss_rows, table_rows
-
 import tcplab
+from conftest import Lab, needs_ss, ss_rows, table_rows
 
 
 def five_states(lab: Lab) -> None:
@@ -43,7 +42,7 @@ def test_rows_equal_ss(fixture: str, request: pytest.FixtureRequest) -> None:
 
 
 def test_socket_attributes(lab: Lab) -> None:
-    c, a = lab.pair()
+    c, _a = lab.pair()
     c.sendall(b"abc")
     tcplab.wait_for(lambda: any(s.recv_q == 3 for s in tcplab.snapshot(lab.port)))
     rows = {(s.local_port, s.remote_port): s for s in tcplab.snapshot(port=lab.port)}
@@ -126,6 +125,7 @@ def test_pids(lab: Lab) -> None:
 
 def test_proc_method_agrees(lab: Lab) -> None:
     five_states(lab)
+
     # /proc/net/tcp reports 0 in a listener's tx_queue where sock_diag gives the backlog.
     def key(t: tcplab.SocketTable) -> set[tuple[str, int, str, str]]:
         return {(s, r, lo, re) for (s, r, _q, lo, re) in table_rows(t)}

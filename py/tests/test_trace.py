@@ -8,9 +8,8 @@ import sys
 import textwrap
 
 import pytest
-from conftest import Lab, root_only
-
 import tcplab
+from conftest import Lab, root_only
 
 BACKENDS = [
     "poll",
@@ -95,7 +94,7 @@ def test_trace_to_pandas_and_plot(lab: Lab) -> None:
 def test_close_wait_leak_traced(lab: Lab) -> None:
     """A server that never closes: its child stays CLOSE_WAIT, the client FIN_WAIT2."""
     with tcplab.trace(port=lab.port, backend="poll") as tr:
-        c, a = lab.pair()
+        c, _a = lab.pair()
         c.close()
         assert tcplab.wait_for(lambda: any(e.to_state == "CLOSE_WAIT" for e in tr.events))
         assert tcplab.wait_for(lambda: any(e.to_state == "FIN_WAIT2" for e in tr.events))
@@ -106,7 +105,7 @@ def test_close_wait_leak_traced(lab: Lab) -> None:
 def test_trace_runs_without_the_gil(lab: Lab) -> None:
     """Pure-Python busy work inside the block does not starve the tracer."""
     with tcplab.trace(port=lab.port, backend="poll") as tr:
-        c, a = lab.pair()
+        _c, _a = lab.pair()
         total = 0
         for i in range(300_000):
             total += i
@@ -140,9 +139,7 @@ def test_tracepoint_without_root_is_permission_error() -> None:
         tr.stop()
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "PermissionError:" in out.stdout, out.stdout
     assert 'backend="poll"' in out.stdout

@@ -44,7 +44,9 @@ from ._native import (
 __version__: str = _native.__version__
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.005) -> bool:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.005
+) -> bool:
     """Call ``predicate`` until it returns something true or ``timeout`` seconds pass.
 
     Returns whether it came true. Handy inside ``with tcplab.trace(...)`` to wait until the

@@ -16,7 +16,7 @@ from . import _native
 def sockets_frame(cols: dict[str, Any]) -> Any:
     """A DataFrame from ``SocketTable._columns()`` (one row per socket)."""
     import numpy as np
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
     n = cols["n"]
     codes = np.frombuffer(cols["state_code"], dtype=np.uint8).astype(np.int16) - 1
@@ -57,7 +57,7 @@ TIMELINE_COLUMNS = [
 
 def timeline_frame(timeline: _native.Timeline) -> Any:
     """A DataFrame, one row per event, in time order."""
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
     rows = []
     for e in timeline.events:
@@ -71,7 +71,7 @@ def timeline_frame(timeline: _native.Timeline) -> Any:
 def plot_timeline(timeline: _native.Timeline, ax: Any = None) -> Any:
     """Step plot of sockets per state over time; returns the Axes."""
     if ax is None:
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # type: ignore[import-untyped,unused-ignore]
 
         _, ax = plt.subplots(figsize=(8, 3.5))
     points = timeline.state_counts()

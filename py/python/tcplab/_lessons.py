@@ -21,7 +21,10 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from . import _native
 
@@ -90,21 +93,22 @@ def find_binary(name: str) -> Path:
         if p.is_file() and os.access(p, os.X_OK):
             return p
     searched = ", ".join(str(d) for d in bin_dirs())
-    raise _native.TcplabError(f"lesson binary {name} not found (looked in {searched}); {BUILD_HINT}")
+    raise _native.TcplabError(
+        f"lesson binary {name} not found (looked in {searched}); {BUILD_HINT}"
+    )
 
 
-def _check_number(
-    value: Any, what: str, lo: float, hi: float, integer: bool
-) -> Union[int, float, None]:
+def _check_number(value: Any, what: str, lo: float, hi: float, integer: bool) -> int | float | None:
     if value is None:
         return None
     ok_types: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, ok_types):
         kind = "an int" if integer else "a number"
         raise TypeError(f"{what} must be {kind}, not {type(value).__name__}")
-    if not (lo <= value <= hi):  # also refuses NaN
+    number = cast("int | float", value)
+    if not (lo <= number <= hi):  # also refuses NaN
         raise ValueError(f"{what} {value} is outside {lo:g}..{hi:g}")
-    return value
+    return number
 
 
 class LessonRun:
@@ -130,7 +134,7 @@ class LessonRun:
         self.binary: str = report["binary"]
         self.verdict: str = report["verdict"]
         self.expected: str = report["expected"]
-        self.server_port: Optional[int] = report.get("server_port")
+        self.server_port: int | None = report.get("server_port")
         self.observed: dict[str, dict[str, int]] = report.get("observed", {})
         self.facts: dict[str, Any] = report.get("facts", {})
         self.timeline = _native.Timeline.from_json(
@@ -150,7 +154,7 @@ class LessonRun:
         """Whether the child process (holding its sockets) still runs."""
         return self._process.poll() is None
 
-    def wait(self, timeout: Optional[float] = None) -> int:
+    def wait(self, timeout: float | None = None) -> int:
         """Wait for the child to exit (after its hold); returns its exit code."""
         return self._process.wait(timeout=timeout)
 
@@ -160,7 +164,7 @@ class LessonRun:
             self._process.kill()
             self._process.wait(timeout=10)
 
-    def __enter__(self) -> LessonRun:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -190,7 +194,7 @@ class LessonRun:
         )
 
 
-def _read_line(proc: subprocess.Popen[str], deadline: float) -> Optional[str]:
+def _read_line(proc: subprocess.Popen[str], deadline: float) -> str | None:
     """The first line of the child's stdout, or None on EOF; TimeoutError past deadline."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
@@ -211,10 +215,10 @@ def _read_line(proc: subprocess.Popen[str], deadline: float) -> Optional[str]:
 
 
 def run(
-    lesson: Union[str, int],
-    variant: Optional[str] = None,
-    connections: Optional[int] = None,
-    hold: Optional[float] = None,
+    lesson: str | int,
+    variant: str | None = None,
+    connections: int | None = None,
+    hold: float | None = None,
     backend: str = "auto",
     timeout: float = DEFAULT_TIMEOUT,
 ) -> LessonRun:
