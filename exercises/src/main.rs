@@ -37,6 +37,10 @@ enum Command {
     Reset(cli::lessons::ResetArgs),
     /// The guided tour: every lesson, leaking and fixed, graded by the kernel.
     Tour(cli::lessons::TourArgs),
+    /// Play a scenario on the RFC 9293 model: a ladder diagram of how the connection ends.
+    Model(cli::model::ModelArgs),
+    /// The TCP state diagram (RFC 9293 Figure 5), generated from the model's transition table.
+    Diagram(cli::diagram::DiagramArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,8 @@ fn main() -> ExitCode {
         Command::Reset(args) => cli::lessons::reset(&args),
         Command::Tour(args) => cli::lessons::tour(&args),
         Command::Trace(args) => cli::trace::run(&args),
+        Command::Model(args) => cli::model::run(&args),
+        Command::Diagram(args) => cli::diagram::run(&args),
     };
     match result {
         Ok(code) => code,

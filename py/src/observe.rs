@@ -257,7 +257,11 @@ impl SocketTable {
             .iter()
             .map(|r| Py::new(py, Socket { row: r.clone() }))
             .collect::<PyResult<Vec<_>>>()?;
-        Ok(PyList::new(py, items)?.as_any().try_iter()?.into_any().unbind())
+        Ok(PyList::new(py, items)?
+            .as_any()
+            .try_iter()?
+            .into_any()
+            .unbind())
     }
 
     /// How the kernel was asked: "sock_diag" or "/proc/net/tcp".
@@ -312,7 +316,10 @@ impl SocketTable {
         let rows = &self.rows;
         let d = PyDict::new(py);
         d.set_item("n", rows.len())?;
-        d.set_item("state_code", le_bytes(py, rows, |r| r.state.code(), |v| [v]))?;
+        d.set_item(
+            "state_code",
+            le_bytes(py, rows, |r| r.state.code(), |v| [v]),
+        )?;
         d.set_item("local_addr", addr_list(py, rows, |r| r.local)?)?;
         d.set_item(
             "local_port",

@@ -101,7 +101,7 @@ impl PyEvent {
     /// Example:
     ///
     /// >>> import tcplab
-    /// >>> t = tcplab.model("client-closes-first")
+    /// >>> t = tcplab.model("client-close")
     /// >>> t.events[0].to_dict()["to_state"]
     /// 'SYN_SENT'
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -141,9 +141,9 @@ impl PyEvent {
 /// Example:
 ///
 /// >>> import tcplab
-/// >>> t = tcplab.model("client-closes-first")
-/// >>> t.sequences()["10.0.0.1:40000 -> 10.0.0.2:80"][-1]
-/// 'TIME_WAIT'
+/// >>> t = tcplab.model("client-close")
+/// >>> t.sequences()["10.0.0.1:40000 -> 10.0.0.2:80"][-2:]
+/// ['TIME_WAIT', 'CLOSE']
 #[pyclass(frozen, name = "Timeline", module = "tcplab._native")]
 pub struct PyTimeline {
     pub inner: Timeline,
@@ -284,7 +284,7 @@ impl PyTimeline {
     /// Example:
     ///
     /// >>> import tcplab
-    /// >>> tcplab.model("client-closes-first").endpoints()
+    /// >>> tcplab.model("client-close").endpoints()
     /// ['10.0.0.1:40000 -> 10.0.0.2:80', '10.0.0.2:80 -> 10.0.0.1:40000']
     fn endpoints(&self) -> Vec<String> {
         self.inner
@@ -299,7 +299,7 @@ impl PyTimeline {
     /// Example:
     ///
     /// >>> import tcplab
-    /// >>> seqs = tcplab.model("client-closes-first").sequences()
+    /// >>> seqs = tcplab.model("client-close").sequences()
     /// >>> seqs["10.0.0.2:80 -> 10.0.0.1:40000"][-3:]
     /// ['CLOSE_WAIT', 'LAST_ACK', 'CLOSE']
     fn sequences<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -321,8 +321,8 @@ impl PyTimeline {
     /// Example:
     ///
     /// >>> import tcplab
-    /// >>> sorted(tcplab.model("client-closes-first").final_states().values())
-    /// ['CLOSE', 'TIME_WAIT']
+    /// >>> sorted(tcplab.model("close-wait-leak").final_states().values())
+    /// ['CLOSE', 'CLOSE_WAIT']
     fn final_states<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for (ep, s) in self.inner.final_states() {
@@ -338,7 +338,7 @@ impl PyTimeline {
     /// Example:
     ///
     /// >>> import tcplab
-    /// >>> tcplab.model("client-closes-first").state_counts()[-1][1]
+    /// >>> tcplab.model("client-close").state_counts()[-2][1]
     /// {'TIME_WAIT': 1}
     fn state_counts<'py>(&self, py: Python<'py>) -> PyResult<Vec<(u64, Bound<'py, PyDict>)>> {
         self.inner
@@ -359,7 +359,7 @@ impl PyTimeline {
     /// Example:
     ///
     /// >>> import tcplab
-    /// >>> tcplab.model("client-closes-first").to_dicts()[0]["from_state"]
+    /// >>> tcplab.model("client-close").to_dicts()[0]["from_state"]
     /// 'CLOSE'
     fn to_dicts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let items = self
@@ -376,7 +376,7 @@ impl PyTimeline {
     /// Example:
     ///
     /// >>> import tcplab
-    /// >>> df = tcplab.model("client-closes-first").to_pandas()
+    /// >>> df = tcplab.model("client-close").to_pandas()
     /// >>> list(df.columns[:3])
     /// ['t_ms', 'endpoint', 'from_state']
     fn to_pandas<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -394,7 +394,7 @@ impl PyTimeline {
     /// >>> import matplotlib
     /// >>> matplotlib.use("Agg")
     /// >>> import tcplab
-    /// >>> ax = tcplab.model("client-closes-first").plot()
+    /// >>> ax = tcplab.model("client-close").plot()
     /// >>> ax.get_ylabel()
     /// 'sockets'
     #[pyo3(signature = (ax=None))]
@@ -433,7 +433,7 @@ impl PyTimeline {
     /// Example:
     ///
     /// >>> import tcplab
-    /// >>> t = tcplab.model("client-closes-first")
+    /// >>> t = tcplab.model("client-close")
     /// >>> len(tcplab.Timeline.from_json(t.to_json())) == len(t)
     /// True
     fn to_json(&self) -> String {

@@ -1,7 +1,9 @@
 //! The runner's subcommands, one file each, and what they share (`runner`).
 
+pub mod diagram;
 pub mod doctor;
 pub mod lessons;
+pub mod model;
 pub mod runner;
 pub mod snapshot;
 pub mod trace;

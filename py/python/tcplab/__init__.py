@@ -7,7 +7,8 @@
   ``ladder()``).
 - ``lessons()`` and ``run()``: the lesson catalog, and a lesson binary run in a child process
   with its kernel-graded verdict.
-- ``model()``, ``Connection`` and ``diagram()``: the RFC 9293 model, for the board.
+- ``model()``, ``scenarios()``, ``Connection`` and ``diagram()``: the RFC 9293 model, for
+  the board.
 
 Everything is a thin face over the Rust crate tcplab-core (module ``tcplab._native``).
 
@@ -28,13 +29,18 @@ from typing import Callable
 from . import _native
 from ._lessons import LessonRun, bin_dirs, find_binary, lessons, run
 from ._native import (
+    Connection,
+    Diagram,
     Event,
     Socket,
     SocketTable,
     TcplabError,
     Timeline,
     Trace,
+    diagram,
     is_root,
+    model,
+    scenarios,
     snapshot,
     state_name,
     states,
@@ -70,6 +76,8 @@ def wait_for(
 
 
 __all__ = [
+    "Connection",
+    "Diagram",
     "Event",
     "LessonRun",
     "Socket",
@@ -79,10 +87,13 @@ __all__ = [
     "Trace",
     "__version__",
     "bin_dirs",
+    "diagram",
     "find_binary",
     "is_root",
     "lessons",
+    "model",
     "run",
+    "scenarios",
     "snapshot",
     "state_name",
     "states",
