@@ -169,7 +169,7 @@ impl Conn {
     fn feed(&mut self, side: Side, input: Input) -> String {
         self.now_us += STEP_US;
         let now = self.now_us;
-        let opts = self.opts.clone();
+        let opts = self.opts;
         let out = self.tcb(side).step(input, now, &opts);
         let (local, remote) = addresses(side);
         let mut from = out.from;

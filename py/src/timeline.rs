@@ -64,6 +64,7 @@ impl PyEvent {
     }
     /// The state before the change.
     #[getter]
+    #[allow(clippy::wrong_self_convention)] // a Python attribute name, not a conversion
     fn from_state(&self) -> &'static str {
         self.ev.from.netstat()
     }
