@@ -1,0 +1,102 @@
+"""tcplab: watch TCP connections end on a real Linux kernel, from Python.
+
+- ``snapshot()``: the sockets the kernel has now (sock_diag, like ``ss -tan``), as a
+  ``SocketTable`` with ``counts()`` and ``to_pandas()``.
+- ``trace()``: a context manager that records every state change on some ports while your
+  code runs, as a ``Timeline`` (``events``, ``to_pandas()``, ``state_counts()``, ``plot()``,
+  ``ladder()``).
+- ``lessons()`` and ``run()``: the lesson catalog, and a lesson binary run in a child process
+  with its kernel-graded verdict.
+- ``model()``, ``scenarios()``, ``Connection`` and ``diagram()``: the RFC 9293 model, for
+  the board.
+
+Everything is a thin face over the Rust crate tcplab-core (module ``tcplab._native``).
+
+Example:
+
+>>> import socket, tcplab
+>>> srv = socket.create_server(("127.0.0.1", 0))
+>>> tcplab.snapshot(port=srv.getsockname()[1]).counts()
+{'LISTEN': 1}
+>>> srv.close()
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from . import _native
+from ._lessons import LessonRun, bin_dirs, find_binary, lessons, run
+from ._native import (
+    Connection,
+    Diagram,
+    Event,
+    Socket,
+    SocketTable,
+    TcplabError,
+    Timeline,
+    Trace,
+    diagram,
+    is_root,
+    model,
+    scenarios,
+    snapshot,
+    state_name,
+    states,
+    trace,
+)
+
+__version__: str = _native.__version__
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.005
+) -> bool:
+    """Call ``predicate`` until it returns something true or ``timeout`` seconds pass.
+
+    Returns whether it came true. Handy inside ``with tcplab.trace(...)`` to wait until the
+    kernel has shown a state (TIME_WAIT, CLOSE_WAIT) before leaving the block.
+
+    Example:
+
+    >>> import tcplab
+    >>> tcplab.wait_for(lambda: True)
+    True
+    >>> tcplab.wait_for(lambda: False, timeout=0.01)
+    False
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+__all__ = [
+    "Connection",
+    "Diagram",
+    "Event",
+    "LessonRun",
+    "Socket",
+    "SocketTable",
+    "TcplabError",
+    "Timeline",
+    "Trace",
+    "__version__",
+    "bin_dirs",
+    "diagram",
+    "find_binary",
+    "is_root",
+    "lessons",
+    "model",
+    "run",
+    "scenarios",
+    "snapshot",
+    "state_name",
+    "states",
+    "trace",
+    "wait_for",
+]

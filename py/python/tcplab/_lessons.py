@@ -1,0 +1,305 @@
+"""Lessons from Python: the catalog, and running a lesson binary in a child process.
+
+A lesson runs as its own process (``NN-name --json``) so that every socket it leaks ends
+with the run, whatever the notebook does next. The report it prints is graded by the kernel
+(sock_diag on the lesson's own server port), never by what the program believes.
+
+Where the binaries are looked for, in order: ``$TCPLAB_BIN_DIR``; the ``bin/`` folder inside
+this package (filled by ``py/build_bins.py`` before the wheel is built, so users need no Rust
+toolchain); the workspace's ``target/release`` and ``target/debug`` recorded at build time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import html
+import json
+import os
+import selectors
+import subprocess
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+from . import _native
+
+MAX_CONNECTIONS = 20_000
+"""The most connections a lesson accepts (the binaries refuse more)."""
+
+DEFAULT_TIMEOUT = 120.0
+"""Seconds a lesson may take before its child process is killed (not counting ``hold``)."""
+
+BUILD_HINT = (
+    "build them with `cargo build --release -p tcplab-exercises --bins` in the tcplab "
+    "workspace, then either reinstall the package after `python py/build_bins.py` (which "
+    "copies them into py/python/tcplab/bin) or set TCPLAB_BIN_DIR to target/release"
+)
+
+_live: weakref.WeakSet[LessonRun] = weakref.WeakSet()
+
+
+def lessons() -> list[dict[str, Any]]:
+    """The lesson catalog (exercises/lessons.toml), one dict per lesson.
+
+    Keys: id, slug, title, summary, chapter, notebook, hints, and binary: a list of
+    {"name", "expect", "student"} (expect is the verdict the kernel must give: "leak" or
+    "clean").
+
+    Example:
+
+    >>> import tcplab
+    >>> [b["name"] for b in tcplab.lessons()[2]["binary"]]
+    ['03-close-wait-leak', '03-close-wait-fixed']
+    """
+    out: list[dict[str, Any]] = json.loads(_native._catalog_json())
+    return out
+
+
+def bin_dirs() -> list[Path]:
+    """The folders searched for lesson binaries, in order.
+
+    Example:
+
+    >>> import tcplab
+    >>> any(d.name == "bin" for d in tcplab.bin_dirs())
+    True
+    """
+    dirs = []
+    env = os.environ.get("TCPLAB_BIN_DIR")
+    if env:
+        dirs.append(Path(env))
+    dirs.append(Path(__file__).resolve().parent / "bin")
+    target = Path(_native.BUILD_TARGET_DIR)
+    dirs += [target / "release", target / "debug"]
+    return dirs
+
+
+def find_binary(name: str) -> Path:
+    """The path of a lesson binary by name; TcplabError says how to build it when missing.
+
+    Example:
+
+    >>> import tcplab
+    >>> tcplab.find_binary("03-close-wait-leak").name
+    '03-close-wait-leak'
+    """
+    for d in bin_dirs():
+        p = d / name
+        if p.is_file() and os.access(p, os.X_OK):
+            return p
+    searched = ", ".join(str(d) for d in bin_dirs())
+    raise _native.TcplabError(
+        f"lesson binary {name} not found (looked in {searched}); {BUILD_HINT}"
+    )
+
+
+def _check_number(value: Any, what: str, lo: float, hi: float, integer: bool) -> int | float | None:
+    if value is None:
+        return None
+    ok_types: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_types):
+        kind = "an int" if integer else "a number"
+        raise TypeError(f"{what} must be {kind}, not {type(value).__name__}")
+    number = cast("int | float", value)
+    if not (lo <= number <= hi):  # also refuses NaN
+        raise ValueError(f"{what} {value} is outside {lo:g}..{hi:g}")
+    return number
+
+
+class LessonRun:
+    """One run of a lesson binary: its verdict, its JSON report and its Timeline.
+
+    Attributes: lesson (id), binary (name), verdict ("leak" or "clean"), expected (what this
+    binary should show), passed (verdict == expected), report (the whole JSON report as a
+    dict: lesson, binary, backend, server_port, verdict, expected, observed, facts,
+    timeline), timeline (a Timeline), server_port, observed, facts. With ``hold`` the child
+    keeps its sockets alive after reporting: ``alive``, ``wait()`` and ``stop()`` manage it.
+
+    Example:
+
+    >>> import tcplab
+    >>> r = tcplab.run("03", variant="fixed", connections=3)
+    >>> r.verdict, r.passed
+    ('clean', True)
+    """
+
+    def __init__(self, report: dict[str, Any], process: subprocess.Popen[str], stderr: str = ""):
+        self.report = report
+        self.lesson: str = report["lesson"]
+        self.binary: str = report["binary"]
+        self.verdict: str = report["verdict"]
+        self.expected: str = report["expected"]
+        self.server_port: int | None = report.get("server_port")
+        self.observed: dict[str, dict[str, int]] = report.get("observed", {})
+        self.facts: dict[str, Any] = report.get("facts", {})
+        self.timeline = _native.Timeline.from_json(
+            json.dumps(report.get("timeline") or {"events": []}),
+            backend=report.get("backend"),
+        )
+        self.stderr = stderr
+        self._process = process
+
+    @property
+    def passed(self) -> bool:
+        """Whether the kernel's verdict is the one this binary is expected to give."""
+        return self.verdict == self.expected
+
+    @property
+    def alive(self) -> bool:
+        """Whether the child process (holding its sockets) still runs."""
+        return self._process.poll() is None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the child to exit (after its hold); returns its exit code."""
+        return self._process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """End the child now (its sockets close with it)."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        mark = "as expected" if self.passed else f"expected {self.expected}"
+        return f"LessonRun({self.binary}: {self.verdict}, {mark}, port {self.server_port})"
+
+    def _repr_html_(self) -> str:
+        color = "green" if self.passed else "red"
+        rows = "".join(
+            f"<tr><td>{html.escape(side)}</td><td>{html.escape(state)}</td><td>{n}</td></tr>"
+            for side, states in sorted(self.observed.items())
+            for state, n in states.items()
+        )
+        facts = "".join(
+            f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in self.facts.items()
+        )
+        return (
+            f"<p><b>{html.escape(self.binary)}</b>: verdict "
+            f"<b style='color:{color}'>{html.escape(self.verdict)}</b> (expected "
+            f"{html.escape(self.expected)}), server port {self.server_port}, observed with "
+            f"{html.escape(str(self.report.get('backend')))}</p>"
+            "<table><thead><tr><th>side</th><th>state</th><th>sockets</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table><ul>{facts}</ul>"
+        )
+
+
+def _read_line(proc: subprocess.Popen[str], deadline: float) -> str | None:
+    """The first line of the child's stdout, or None on EOF; TimeoutError past deadline."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            if not sel.select(timeout=left):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return buf.decode() if buf else None
+            buf += chunk
+    return buf.decode().split("\n", 1)[0]
+
+
+def run(
+    lesson: str | int,
+    variant: str | None = None,
+    connections: int | None = None,
+    hold: float | None = None,
+    backend: str = "auto",
+    timeout: float = DEFAULT_TIMEOUT,
+) -> LessonRun:
+    """Run a lesson binary in a child process and return its kernel-graded report.
+
+    lesson: an id ("03", 3), a slug ("close-wait") or a full binary name
+    ("03-close-wait-fixed"). variant: the end of a binary's name ("leak", "fixed"); without
+    it, the binary students edit. connections: how many connections to make (1..20000; each
+    lesson has a default). hold: seconds the child keeps its sockets after reporting (0..3600;
+    run() returns at once with the child alive, see LessonRun.stop). backend: how the lesson
+    watches ("auto", "tracepoint", "poll"). timeout: seconds before the child is killed and
+    TcplabError raised.
+
+    Raises ValueError for unknown lessons or variants (listing the valid ones) and numbers out
+    of range, TypeError for wrong types, TcplabError when the binary is missing or fails.
+
+    Example:
+
+    >>> import tcplab
+    >>> r = tcplab.run("03", variant="leak", connections=4)
+    >>> r.verdict, r.observed["server"]["CLOSE_WAIT"]
+    ('leak', 4)
+    """
+    lesson_id, name, _expect = _native._resolve(lesson, variant)
+    n = _check_number(connections, "connections", 1, MAX_CONNECTIONS, integer=True)
+    held = _check_number(hold, "hold", 0, 3600, integer=False)
+    limit = _check_number(timeout, "timeout", 0.1, 86_400, integer=False)
+    assert limit is not None
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a str, not {type(backend).__name__}")
+    if backend not in ("auto", "tracepoint", "poll"):
+        raise ValueError(
+            f'unknown backend {backend!r}; valid: "auto", "tracepoint" (root), "poll" (anyone)'
+        )
+    path = find_binary(name)
+    args = [str(path), "--json", "--backend", backend]
+    if n is not None:
+        args += ["--connections", str(n)]
+    if held is not None:
+        args += ["--hold", repr(float(held))]
+    err = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True
+    )
+    deadline = time.monotonic() + limit
+
+    def fail(why: str) -> _native.TcplabError:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        err.seek(0)
+        tail = err.read()[-2000:].strip()
+        err.close()
+        detail = f": {tail}" if tail else ""
+        return _native.TcplabError(f"lesson {lesson_id} ({name}) {why}{detail}")
+
+    try:
+        line = _read_line(proc, deadline)
+    except TimeoutError:
+        raise fail(f"did not report within {limit:g} s; killed it") from None
+    if not line:
+        raise fail(f"exited with code {proc.wait(timeout=10)} without a report")
+    try:
+        report = json.loads(line)
+    except json.JSONDecodeError:
+        raise fail(f"printed something that is not a JSON report: {line[:200]!r}") from None
+    if held is None:
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
+        except subprocess.TimeoutExpired:
+            raise fail(f"did not exit within {limit:g} s after reporting; killed it") from None
+    err.seek(0)
+    stderr = err.read()
+    err.close()
+    out = LessonRun(report, proc, stderr)
+    if held is not None:
+        _live.add(out)
+    return out
+
+
+@atexit.register
+def _stop_held_children() -> None:
+    for r in list(_live):
+        r.stop()

@@ -1,0 +1,318 @@
+//! `tcplab.trace()`: core's `Tracer` as a context manager. The tracer runs on its own thread
+//! (tracepoint or sock_diag polling) and never needs the GIL, so whatever Python does inside
+//! the `with` block, an instructor's own `socket` code included, is observed.
+//!
+//! Left out on purpose: a live display; notebooks read `events` while the trace runs, or
+//! the Timeline after it.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyFloat, PyInt};
+use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
+use tcplab_core::{Event, Timeline};
+
+use crate::errors::{self, TcplabError, to_py, type_name};
+use crate::timeline::{PyEvent, PyTimeline};
+
+enum Phase {
+    Ready,
+    Running(Tracer),
+    Done(Timeline),
+}
+
+struct Inner {
+    phase: Phase,
+    backend: Option<String>,
+    note: Option<String>,
+}
+
+/// A transition tracer, used as a context manager (see `tcplab.trace`).
+///
+/// Inside the `with` block it observes in the background; on exit `timeline` holds every
+/// state change seen on the watched ports. `backend` is "tracepoint" or "poll", `note` says
+/// why and how; `events` gives the events so far while it runs.
+///
+/// Example:
+///
+/// >>> import socket, tcplab
+/// >>> srv = socket.create_server(("127.0.0.1", 0))
+/// >>> with tcplab.trace(port=srv.getsockname()[1], backend="poll") as tr:
+/// ...     c = socket.create_connection(srv.getsockname())
+/// ...     a, _ = srv.accept()
+/// ...     c.close(); a.close()
+/// ...     tcplab.wait_for(lambda: "TIME_WAIT" in str(tr.events))
+/// True
+/// >>> tr.backend
+/// 'poll'
+/// >>> srv.close()
+#[pyclass(frozen, module = "tcplab._native")]
+pub struct Trace {
+    cfg: TraceConfig,
+    inner: Mutex<Inner>,
+}
+
+impl Trace {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn parse_backend(obj: &Bound<'_, PyAny>) -> PyResult<Backend> {
+    let name: String = obj.extract().map_err(|_| {
+        PyTypeError::new_err(format!("backend must be a str, not {}", type_name(obj)))
+    })?;
+    match name.to_ascii_lowercase().as_str() {
+        "auto" => Ok(Backend::Auto),
+        "tracepoint" => Ok(Backend::Tracepoint),
+        "poll" => Ok(Backend::Poll),
+        _ => Err(PyValueError::new_err(format!(
+            "unknown backend {name:?}; valid: \"auto\", \"tracepoint\" (root), \"poll\" (anyone)"
+        ))),
+    }
+}
+
+#[pymethods]
+impl Trace {
+    /// Start observing (also what `with` does). Raises PermissionError when
+    /// backend="tracepoint" was asked for without root.
+    ///
+    /// Example:
+    ///
+    /// >>> import tcplab
+    /// >>> tr = tcplab.trace(port=9, backend="poll").start()
+    /// >>> len(tr.stop())
+    /// 0
+    fn start<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        let this = slf.get();
+        let py = slf.py();
+        {
+            let inner = this.lock();
+            if !matches!(inner.phase, Phase::Ready) {
+                return Err(TcplabError::new_err(
+                    "this trace was already started; call tcplab.trace() again for a new one",
+                ));
+            }
+        }
+        let cfg = this.cfg.clone();
+        let tracer = py.detach(move || Tracer::start(cfg)).map_err(to_py)?;
+        let mut inner = this.lock();
+        inner.backend = Some(tracer.backend().to_string());
+        inner.note = Some(tracer.note().to_string());
+        inner.phase = Phase::Running(tracer);
+        Ok(slf.clone())
+    }
+
+    /// Stop observing and return the Timeline (also what leaving `with` does).
+    ///
+    /// Example:
+    ///
+    /// >>> import tcplab
+    /// >>> tr = tcplab.trace(port=9, backend="poll").start()
+    /// >>> tr.stop().backend
+    /// 'poll'
+    fn stop(&self, py: Python<'_>) -> PyResult<PyTimeline> {
+        let phase = std::mem::replace(&mut self.lock().phase, Phase::Ready);
+        let timeline = match phase {
+            Phase::Running(tracer) => {
+                let report = py.detach(move || tracer.finish());
+                match report {
+                    Ok(r) => {
+                        if !r.warnings.is_empty() {
+                            let mut inner = self.lock();
+                            let extra = r.warnings.join("; ");
+                            inner.note = Some(match inner.note.take() {
+                                Some(n) => format!("{n}; {extra}"),
+                                None => extra,
+                            });
+                        }
+                        r.timeline
+                    }
+                    Err(e) => {
+                        self.lock().phase = Phase::Done(Timeline::new());
+                        return Err(to_py(e));
+                    }
+                }
+            }
+            Phase::Done(t) => t,
+            Phase::Ready => {
+                return Err(TcplabError::new_err(
+                    "this trace was never started: use `with tcplab.trace(...) as tr:` or .start()",
+                ));
+            }
+        };
+        let mut inner = self.lock();
+        inner.phase = Phase::Done(timeline.clone());
+        Ok(PyTimeline::observed(
+            timeline,
+            inner.backend.clone(),
+            inner.note.clone(),
+        ))
+    }
+
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        Trace::start(slf)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+
+    /// The Timeline, once the trace has stopped. Raises TcplabError before that.
+    #[getter]
+    fn timeline(&self) -> PyResult<PyTimeline> {
+        let inner = self.lock();
+        match &inner.phase {
+            Phase::Done(t) => Ok(PyTimeline::observed(
+                t.clone(),
+                inner.backend.clone(),
+                inner.note.clone(),
+            )),
+            Phase::Running(_) => Err(TcplabError::new_err(
+                "the trace is still running: read .events now, or .timeline after the with block",
+            )),
+            Phase::Ready => Err(TcplabError::new_err("this trace was never started")),
+        }
+    }
+
+    /// The events so far (while running: a live view; after: every event).
+    #[getter]
+    fn events(&self, py: Python<'_>) -> PyResult<Vec<Py<PyEvent>>> {
+        let evs: Vec<Event> = match &self.lock().phase {
+            Phase::Running(t) => Timeline::from_events(t.events()).events,
+            Phase::Done(t) => t.events.clone(),
+            Phase::Ready => Vec::new(),
+        };
+        evs.into_iter()
+            .map(|ev| Py::new(py, PyEvent { ev }))
+            .collect()
+    }
+
+    /// Whether the tracer is observing now.
+    #[getter]
+    fn running(&self) -> bool {
+        matches!(self.lock().phase, Phase::Running(_))
+    }
+
+    /// "tracepoint" or "poll" once started (never "auto"); None before.
+    #[getter]
+    fn backend(&self) -> Option<String> {
+        self.lock().backend.clone()
+    }
+
+    /// Which backend and why ("tracing needs root: polling sock_diag every 1 ms").
+    #[getter]
+    fn note(&self) -> Option<String> {
+        self.lock().note.clone()
+    }
+
+    /// The watched ports (empty: every TCP socket).
+    #[getter]
+    fn ports(&self) -> Vec<u16> {
+        self.cfg.ports.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        let inner = self.lock();
+        let phase = match &inner.phase {
+            Phase::Ready => "not started".to_string(),
+            Phase::Running(_) => "running".to_string(),
+            Phase::Done(t) => format!("stopped, {} events", t.len()),
+        };
+        format!(
+            "Trace(ports={:?}, backend={}, {phase})",
+            self.cfg.ports,
+            inner.backend.as_deref().unwrap_or("?")
+        )
+    }
+}
+
+/// Observe every TCP state change on some ports while a `with` block runs.
+///
+/// port: an int, a list of ints, or None for every TCP socket (a socket matches when its
+/// local or remote port is one of them). backend: "auto" (the tracepoint as root, else
+/// polling), "tracepoint" (root only: PermissionError otherwise, with backend="poll" as the
+/// way out) or "poll" (sock_diag every `interval_ms`; states too brief to see are filled in
+/// from the model and marked "inferred"). The tracer runs in the background without the GIL.
+///
+/// Example:
+///
+/// >>> import socket, tcplab
+/// >>> srv = socket.create_server(("127.0.0.1", 0))
+/// >>> with tcplab.trace(port=srv.getsockname()[1]) as tr:
+/// ...     c = socket.create_connection(srv.getsockname()); a, _ = srv.accept()
+/// ...     c.close(); a.close()
+/// ...     tcplab.wait_for(lambda: "TIME_WAIT" in str(tr.events))
+/// True
+/// >>> "TIME_WAIT" in tr.timeline.ladder()
+/// True
+/// >>> srv.close()
+#[pyfunction]
+#[pyo3(
+    signature = (port=None, backend=None, interval_ms=None),
+    text_signature = "(port=None, backend='auto', interval_ms=1.0)"
+)]
+pub fn trace(
+    port: Option<&Bound<'_, PyAny>>,
+    backend: Option<&Bound<'_, PyAny>>,
+    interval_ms: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Trace> {
+    let ports = errors::ports(port, "port")?;
+    let backend = match backend {
+        None => Backend::Auto,
+        Some(b) => parse_backend(b)?,
+    };
+    let ms: f64 = match interval_ms {
+        None => 1.0,
+        Some(i)
+            if !i.is_instance_of::<PyBool>()
+                && (i.is_instance_of::<PyFloat>() || i.is_instance_of::<PyInt>()) =>
+        {
+            i.extract().unwrap_or(f64::NAN)
+        }
+        Some(i) => {
+            return Err(PyTypeError::new_err(format!(
+                "interval_ms must be a number, not {}",
+                type_name(i)
+            )));
+        }
+    };
+    if !(0.1..=10_000.0).contains(&ms) {
+        return Err(PyValueError::new_err(format!(
+            "interval_ms {ms} is outside 0.1..10000"
+        )));
+    }
+    let mut cfg = TraceConfig::ports(&ports).with_backend(backend);
+    cfg.poll_interval = Duration::from_secs_f64(ms / 1000.0);
+    Ok(Trace {
+        cfg,
+        inner: Mutex::new(Inner {
+            phase: Phase::Ready,
+            backend: None,
+            note: None,
+        }),
+    })
+}
+
+/// Whether this process runs as root (the tracepoint backend needs it).
+///
+/// Example:
+///
+/// >>> import os, tcplab
+/// >>> tcplab.is_root() == (os.geteuid() == 0)
+/// True
+#[pyfunction]
+pub fn is_root() -> bool {
+    tcplab_core::observe::trace::is_root()
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Trace>()?;
+    m.add_function(wrap_pyfunction!(trace, m)?)?;
+    m.add_function(wrap_pyfunction!(is_root, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+"""tcplab.lessons() and tcplab.run(): lesson binaries in a child process, graded by the kernel."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import tcplab
+
+
+def test_catalog() -> None:
+    ls = tcplab.lessons()
+    assert [x["id"] for x in ls] == [f"{i:02}" for i in range(1, 12)]
+    l3 = ls[2]
+    assert l3["slug"] == "close-wait"
+    assert l3["hints"] and l3["title"]
+    assert {b["name"]: b["expect"] for b in l3["binary"]} == {
+        "03-close-wait-leak": "leak",
+        "03-close-wait-fixed": "clean",
+    }
+
+
+def test_run_leak() -> None:
+    r = tcplab.run("03", variant="leak", connections=5)
+    assert r.binary == "03-close-wait-leak"
+    assert r.verdict == "leak" and r.expected == "leak" and r.passed
+    assert r.observed["server"]["CLOSE_WAIT"] == 5
+    assert r.observed["client"]["FIN_WAIT2"] == 5
+    assert r.report["lesson"] == "03" and r.report["server_port"] == r.server_port
+    assert set(r.report) >= {
+        "lesson",
+        "binary",
+        "backend",
+        "server_port",
+        "verdict",
+        "expected",
+        "observed",
+        "facts",
+        "timeline",
+    }
+    assert isinstance(r.timeline, tcplab.Timeline)
+    assert r.facts["connections"] == 5
+    assert not r.alive
+    # The leak ended with the child: nothing left in CLOSE_WAIT on its port.
+    assert len(tcplab.snapshot(port=r.server_port, state="close-wait")) == 0
+    assert "leak" in r._repr_html_() and "CLOSE_WAIT" in r._repr_html_()
+
+
+def test_run_fixed_by_full_name_and_slug() -> None:
+    r = tcplab.run("03-close-wait-fixed", connections=3)
+    assert (r.binary, r.verdict, r.passed) == ("03-close-wait-fixed", "clean", True)
+    r2 = tcplab.run("close-wait", variant="fixed", connections=2)
+    assert r2.verdict == "clean"
+    r3 = tcplab.run(3, variant="03-close-wait-leak", connections=2)
+    assert r3.verdict == "leak"
+
+
+def test_default_is_the_student_binary() -> None:
+    r = tcplab.run("3", connections=2)
+    assert r.binary == "03-close-wait-leak"
+
+
+def test_hold_keeps_sockets_until_stop() -> None:
+    r = tcplab.run("03", variant="leak", connections=3, hold=30)
+    try:
+        assert r.alive
+        assert tcplab.snapshot(port=r.server_port, state="close-wait").counts() == {"CLOSE_WAIT": 3}
+    finally:
+        r.stop()
+    assert not r.alive
+    assert tcplab.wait_for(
+        lambda: len(tcplab.snapshot(port=r.server_port, state="close-wait")) == 0
+    )
+
+
+def test_missing_binaries_say_how_to_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import tcplab._lessons as lessons_mod
+
+    monkeypatch.setattr(lessons_mod, "bin_dirs", lambda: [tmp_path])
+    with pytest.raises(tcplab.TcplabError, match="cargo build --release") as e:
+        tcplab.run("03", variant="leak")
+    assert "TCPLAB_BIN_DIR" in str(e.value)
+
+
+def test_bin_dir_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TCPLAB_BIN_DIR", str(tmp_path))
+    dirs = tcplab.bin_dirs()
+    assert dirs[0] == tmp_path
+    assert dirs[1].name == "bin" and dirs[1].parent.name == "tcplab"
+    assert [d.name for d in dirs[2:]] == ["release", "debug"]
+
+
+def write_script(path: Path, body: str) -> None:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
+def test_child_timeout_is_killed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    write_script(tmp_path / "03-close-wait-leak", "exec sleep 30\n")
+    monkeypatch.setenv("TCPLAB_BIN_DIR", str(tmp_path))
+    t0 = time.monotonic()
+    with pytest.raises(tcplab.TcplabError, match=r"did not report within 0\.5 s"):
+        tcplab.run("03", variant="leak", timeout=0.5)
+    assert time.monotonic() - t0 < 10
+
+
+def test_child_failure_shows_stderr(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    write_script(tmp_path / "03-close-wait-leak", "echo 'boom: no port' >&2\nexit 3\n")
+    monkeypatch.setenv("TCPLAB_BIN_DIR", str(tmp_path))
+    with pytest.raises(tcplab.TcplabError, match=r"exited with code 3.*boom: no port"):
+        tcplab.run("03", variant="leak")
+
+
+def test_child_garbage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    write_script(tmp_path / "03-close-wait-leak", "echo hello\n")
+    monkeypatch.setenv("TCPLAB_BIN_DIR", str(tmp_path))
+    with pytest.raises(tcplab.TcplabError, match="not a JSON report"):
+        tcplab.run("03", variant="leak")
+
+
+def test_binaries_shipped_in_package() -> None:
+    pkg_bin = Path(tcplab.__file__).parent / "bin"
+    if not pkg_bin.is_dir():
+        pytest.skip("package built without py/build_bins.py (binaries found in target/ instead)")
+    assert os.access(pkg_bin / "03-close-wait-leak", os.X_OK)
