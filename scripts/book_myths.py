@@ -464,10 +464,7 @@ def tw_reuse_outgoing() -> None:
             s.close()
         except OSError as e:
             later = f"connect() fails with {errname(e)}"
-        seen(
-            f"tcp_tw_reuse = {mode}: {made} connections, then {failure}; "
-            f"1.1 s later: {later}"
-        )
+        seen(f"tcp_tw_reuse = {mode}: {made} connections, then {failure}; 1.1 s later: {later}")
     verdict(
         "false: tcp_tw_reuse acts on connect() (outgoing connections) only, reusing a TIME_WAIT "
         "port older than 1 s when timestamps allow it; a server's accept() has nothing to reuse"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "book" / "src"
-BLOCK = re.compile(r"<!-- PENDING (?P<path>\S+)\n(?P<body>.*?)\n-->\n", re.S)
+BLOCK = re.compile(r"<!-- PENDING (?P<path>\S+)\n(?P<body>.*?)\n-->\n", re.DOTALL)
 INCLUDE = re.compile(r"\\\{\{#include (?P<target>[^}]+)\}\}")
 
 

@@ -116,7 +116,9 @@ def check(root: Path, want_src: bool) -> list[str]:
             if target.is_dir():
                 target = target / "index.html"
             if not target.exists():
-                problems.append(f"{rel_page}: {link} ({attr} target {target.relative_to(root)} missing)")
+                problems.append(
+                    f"{rel_page}: {link} ({attr} target {target.relative_to(root)} missing)"
+                )
                 continue
             if fragment and attr == "href":
                 ids = ids_of(target)
@@ -141,13 +143,18 @@ def main(argv: list[str]) -> int:
         return 2
     n_pages = sum(1 for _ in args.site.rglob("*.html"))
     if n_pages == 0:
-        print(f"check_links: no .html files under {args.site}; build the book first", file=sys.stderr)
+        print(
+            f"check_links: no .html files under {args.site}; build the book first", file=sys.stderr
+        )
         return 2
     problems = check(args.site, args.images)
     for p in problems:
         print(p)
     if problems:
-        print(f"check_links: {len(problems)} broken internal link(s) in {n_pages} pages", file=sys.stderr)
+        print(
+            f"check_links: {len(problems)} broken internal link(s) in {n_pages} pages",
+            file=sys.stderr,
+        )
         return 1
     print(f"check_links: {n_pages} pages, every internal link resolves")
     return 0
