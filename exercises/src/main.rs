@@ -44,6 +44,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like every Unix filter: a closed pipe (`tcplab snapshot | head`) ends the program
+    // quietly instead of a panic on the next print. The tracer in `tcplab trace` handles
+    // SIGINT and SIGTERM itself and is not affected.
+    // SAFETY: setting a signal's disposition to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Snapshot(args) => cli::snapshot::run(&args),

@@ -161,14 +161,22 @@ pub fn side_by_side(lesson: &Lesson, reports: &[(String, Value)]) -> String {
         .unwrap_or(10)
         .max(18)
         + 2;
+    let label = rows
+        .iter()
+        .map(|(side, state)| side.len() + 1 + state.len())
+        .chain(facts.iter().map(String::len))
+        .max()
+        .unwrap_or(0)
+        .max(12)
+        + 2;
     let mut out = String::new();
     out.push_str(&format!("Lesson {}: {}\n", lesson.id, lesson.title));
-    out.push_str(&format!("{:<24}", ""));
+    out.push_str(&format!("{:<label$}", ""));
     for (name, _) in reports {
         out.push_str(&format!("{name:<width$}"));
     }
     out.push('\n');
-    out.push_str(&format!("{:<24}", "verdict"));
+    out.push_str(&format!("{:<label$}", "verdict"));
     for (_, r) in reports {
         let v = r["verdict"].as_str().unwrap_or("?");
         let mark = if r["verdict"] == r["expected"] {
@@ -179,13 +187,13 @@ pub fn side_by_side(lesson: &Lesson, reports: &[(String, Value)]) -> String {
         out.push_str(&format!("{:<width$}", format!("{v}{mark}")));
     }
     out.push('\n');
-    out.push_str(&format!("{:<24}", "observed by"));
+    out.push_str(&format!("{:<label$}", "observed by"));
     for (_, r) in reports {
         out.push_str(&format!("{:<width$}", r["backend"].as_str().unwrap_or("?")));
     }
     out.push('\n');
     for (side, state) in &rows {
-        out.push_str(&format!("{:<24}", format!("{side} {state}")));
+        out.push_str(&format!("{:<label$}", format!("{side} {state}")));
         for (_, r) in reports {
             let n = r["observed"][side][state].as_u64().unwrap_or(0);
             out.push_str(&format!("{n:<width$}"));
@@ -193,7 +201,7 @@ pub fn side_by_side(lesson: &Lesson, reports: &[(String, Value)]) -> String {
         out.push('\n');
     }
     for key in &facts {
-        out.push_str(&format!("{key:<24}"));
+        out.push_str(&format!("{key:<label$}"));
         for (_, r) in reports {
             let v = match &r["facts"][key] {
                 Value::Null => "-".to_string(),

@@ -146,8 +146,11 @@ fn lesson(lab: &mut Lab, server: SocketAddr) -> Result<()> {
     ));
     sockets::set_linger2(&first, LINGER2_SECS)?;
     drop(first);
+    // Settled means one of the two consistent pictures: the server closed too (client in
+    // TIME_WAIT, nothing left on the server's side), or it did not (FIN_WAIT2 / CLOSE_WAIT).
+    // A dump is not atomic, so TIME_WAIT beside a CLOSE_WAIT just being closed is not settled.
     let rows = wait_rows(lab, cp, Duration::from_secs(3), |c, s| {
-        c.contains(&TcpState::TimeWait)
+        (c.contains(&TcpState::TimeWait) && s.is_empty())
             || (c.contains(&TcpState::FinWait2) && s.contains(&TcpState::CloseWait))
     })?;
     let (c, s) = pair(&rows, cp, sp);
