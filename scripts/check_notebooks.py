@@ -116,7 +116,9 @@ def execute(path: Path) -> tuple[bool, float]:
                 i
                 for i, cell in enumerate(nb.cells, start=1)
                 if cell.cell_type == "code"
-                and any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+                and any(
+                    o.get("output_type") == "error" for o in cell.get("outputs", [])
+                )
             ),
             None,
         )
@@ -126,11 +128,17 @@ def execute(path: Path) -> tuple[bool, float]:
                 (
                     i
                     for i, cell in enumerate(nb.cells, start=1)
-                    if cell.cell_type == "code" and cell.get("execution_count") is not None
+                    if cell.cell_type == "code"
+                    and cell.get("execution_count") is not None
                 ),
                 default=None,
             )
-    except (RuntimeError, OSError, KeyError, TimeoutError) as exc:  # kernel died or never started
+    except (
+        RuntimeError,
+        OSError,
+        KeyError,
+        TimeoutError,
+    ) as exc:  # kernel died or never started
         error = f"{type(exc).__name__}: {exc}"
     seconds = time.monotonic() - start
     if not error:
@@ -142,7 +150,10 @@ def execute(path: Path) -> tuple[bool, float]:
         head = "\n".join("    | " + line for line in source[:12])
         more = "\n    | ..." if len(source) > 12 else ""
         print(f"  source:\n{head}{more}", file=sys.stderr)
-    print("  error:\n" + "\n".join("    " + line for line in error.splitlines()), file=sys.stderr)
+    print(
+        "  error:\n" + "\n".join("    " + line for line in error.splitlines()),
+        file=sys.stderr,
+    )
     return False, seconds
 
 
@@ -150,8 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--execute", action="store_true", help="also run every notebook")
-    mode.add_argument("--strip", action="store_true", help="remove outputs and counts in place")
-    parser.add_argument("files", nargs="*", type=Path, help=f"notebooks (default {DEFAULT_GLOB})")
+    mode.add_argument(
+        "--strip", action="store_true", help="remove outputs and counts in place"
+    )
+    parser.add_argument(
+        "files", nargs="*", type=Path, help=f"notebooks (default {DEFAULT_GLOB})"
+    )
     args = parser.parse_args(argv)
 
     files: list[Path] = args.files or sorted(Path().glob(DEFAULT_GLOB))
@@ -173,10 +188,16 @@ def main(argv: list[str] | None = None) -> int:
 
     dirty = {f: d for f in files if (d := dirty_cells(nbformat.read(f, as_version=4)))}
     if dirty:
-        print("notebooks must be committed without outputs or execution counts:", file=sys.stderr)
+        print(
+            "notebooks must be committed without outputs or execution counts:",
+            file=sys.stderr,
+        )
         for f, cells in dirty.items():
             print(f"  {f}: " + "; ".join(cells), file=sys.stderr)
-        print(f"fix: python {sys.argv[0]} --strip " + " ".join(map(str, dirty)), file=sys.stderr)
+        print(
+            f"fix: python {sys.argv[0]} --strip " + " ".join(map(str, dirty)),
+            file=sys.stderr,
+        )
         return 1
     print(f"{len(files)} notebook(s) without outputs")
     if not args.execute:
