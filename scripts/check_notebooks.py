@@ -116,9 +116,7 @@ def execute(path: Path) -> tuple[bool, float]:
                 i
                 for i, cell in enumerate(nb.cells, start=1)
                 if cell.cell_type == "code"
-                and any(
-                    o.get("output_type") == "error" for o in cell.get("outputs", [])
-                )
+                and any(o.get("output_type") == "error" for o in cell.get("outputs", []))
             ),
             None,
         )
@@ -128,8 +126,7 @@ def execute(path: Path) -> tuple[bool, float]:
                 (
                     i
                     for i, cell in enumerate(nb.cells, start=1)
-                    if cell.cell_type == "code"
-                    and cell.get("execution_count") is not None
+                    if cell.cell_type == "code" and cell.get("execution_count") is not None
                 ),
                 default=None,
             )
@@ -161,12 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--execute", action="store_true", help="also run every notebook")
-    mode.add_argument(
-        "--strip", action="store_true", help="remove outputs and counts in place"
-    )
-    parser.add_argument(
-        "files", nargs="*", type=Path, help=f"notebooks (default {DEFAULT_GLOB})"
-    )
+    mode.add_argument("--strip", action="store_true", help="remove outputs and counts in place")
+    parser.add_argument("files", nargs="*", type=Path, help=f"notebooks (default {DEFAULT_GLOB})")
     args = parser.parse_args(argv)
 
     files: list[Path] = args.files or sorted(Path().glob(DEFAULT_GLOB))
