@@ -54,6 +54,15 @@ fn filters_for(name: &str) -> Vec<(&'static str, &'static str)> {
             (r"\d+ bytes never arrived", "[BYTES] bytes never arrived"),
             (r"RST lost \d+ of", "RST lost [BYTES] of"),
         ],
+        // A slow run lets a later connection take over an earlier one's TIME_WAIT 4-tuple, so
+        // the count may fall a little short of 200 (the lesson says so when it happens).
+        "05-server-closes-first" | "05-client-closes-first" => vec![
+            (
+                r"(?m)^    \d+ of the \d+ connections left no TIME_WAIT.*\n",
+                "",
+            ),
+            (r"(TIME_WAIT|all) (1[89]\d|200)\b", "$1 [about 200]"),
+        ],
         _ => Vec::new(),
     }
 }

@@ -82,8 +82,15 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
     ));
 
     lab.step("Where the kernel keeps the TIME_WAIT sockets");
+    // Settled: every connection socket in view is in TIME_WAIT. Usually all n are; a few may
+    // be missing because a later connection of this run took over their 4-tuple (on loopback
+    // Linux lets connect() reuse a TIME_WAIT port older than 1 s, tcp_tw_reuse=2, and a
+    // TIME_WAIT socket accepts a new SYN), which happens when the run is slow.
     let seen = lab.wait_until(IO_TIMEOUT, |s| {
-        s.count("server", TcpState::TimeWait) + s.count("client", TcpState::TimeWait) == n
+        let tw = s.count("server", TcpState::TimeWait) + s.count("client", TcpState::TimeWait);
+        let others =
+            s.total("server") + s.total("client") - tw - s.count("server", TcpState::Listen);
+        tw == n || (others == 0 && tw >= mostly(n))
     })?;
     lab.say(format!("kernel says: {}", seen.describe()));
     let server_tw = seen.count("server", TcpState::TimeWait);
@@ -110,9 +117,17 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
         ));
     }
 
-    let (verdict, why) = if server_tw == n && client_tw == 0 {
+    let reused = n.saturating_sub(server_tw + client_tw);
+    lab.fact("time_wait_reused", reused);
+    if reused > 0 {
         lab.say(format!(
-            "all {n} TIME_WAIT sockets are on the server's port {port}: the server closed first"
+            "{reused} of the {n} connections left no TIME_WAIT of their own: a later connection \
+             of this run reused their 4-tuple (loopback TIME_WAIT older than 1 s may be reused)"
+        ));
+    }
+    let (verdict, why) = if server_tw >= mostly(n) && client_tw == 0 {
+        lab.say(format!(
+            "all {server_tw} TIME_WAIT sockets are on the server's port {port}: the server closed first"
         ));
         lab.say(
             "a busy server that closes first keeps rate x 60 s of them; they cost kernel memory \
@@ -122,10 +137,10 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
             Verdict::Leak,
             format!("{server_tw} TIME_WAIT sockets piled up on the server side"),
         )
-    } else if client_tw == n && server_tw == 0 {
+    } else if client_tw >= mostly(n) && server_tw == 0 {
         lab.say(format!(
-            "all {n} TIME_WAIT sockets are on the clients' side: the clients closed first, the \
-             server keeps none"
+            "all {client_tw} TIME_WAIT sockets are on the clients' side: the clients closed first, \
+             the server keeps none"
         ));
         (
             Verdict::Clean,
@@ -133,7 +148,7 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
         )
     } else {
         bail!(
-            "the kernel showed {n} TIME_WAIT sockets on neither side ({}); run `tcplab doctor`",
+            "the kernel showed the {n} connections' TIME_WAIT on neither side ({}); run `tcplab doctor`",
             seen.describe()
         );
     };
@@ -213,4 +228,10 @@ fn run_churn(lab: &mut Lab, secs: f64, closer: Closer) -> Result<()> {
     lab.fact("tcp_max_tw_buckets", report.tcp_max_tw_buckets);
     lab.fact("churn_samples", &report.samples);
     Ok(())
+}
+
+/// At least nine in ten of `n`: the share of connections that must show their own TIME_WAIT
+/// (the rest may have been taken over by a later connection, see above).
+fn mostly(n: usize) -> usize {
+    n - n / 10
 }
