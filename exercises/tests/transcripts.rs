@@ -62,6 +62,7 @@ fn filters_for(name: &str) -> Vec<(&'static str, &'static str)> {
                 "",
             ),
             (r"(TIME_WAIT|all) (1[89]\d|200)\b", "$1 [about 200]"),
+            (r"\b(1[89]\d|200) TIME_WAIT", "[about 200] TIME_WAIT"),
         ],
         _ => Vec::new(),
     }
