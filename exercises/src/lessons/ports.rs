@@ -277,9 +277,13 @@ fn grade(
 
     lab.step("What the kernel shows on the client's side");
     let expect_tw = out.connections - out.pool.len();
+    // Settled: the closed connections in TIME_WAIT and, since a dump is not atomic and the
+    // server thread may still be closing the last one, nothing left in CLOSE_WAIT/LAST_ACK.
     let seen = lab.wait_until(Duration::from_secs(3), |s| {
         s.count("client", TcpState::TimeWait) >= expect_tw
             && s.count("client", TcpState::FinWait2) == 0
+            && s.count("server", TcpState::CloseWait) == 0
+            && s.count("server", TcpState::LastAck) == 0
     })?;
     lab.say(format!("kernel says: {}", seen.describe()));
     let tw = seen.count("client", TcpState::TimeWait);
