@@ -27,7 +27,7 @@ use tcplab_core::observe::SocketRow;
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
-use crate::lesson::Lab;
+use crate::lesson::{CLOSE_GRACE, Lab};
 
 /// How long the client's reconnect may take before we call it stuck.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -149,10 +149,18 @@ fn lesson(lab: &mut Lab, server: SocketAddr) -> Result<()> {
     // Settled means one of the two consistent pictures: the server closed too (client in
     // TIME_WAIT, nothing left on the server's side), or it did not (FIN_WAIT2 / CLOSE_WAIT).
     // A dump is not atomic, so TIME_WAIT beside a CLOSE_WAIT just being closed is not settled.
-    let rows = wait_rows(lab, cp, Duration::from_secs(3), |c, s| {
-        (c.contains(&TcpState::TimeWait) && s.is_empty())
-            || (c.contains(&TcpState::FinWait2) && s.contains(&TcpState::CloseWait))
+    // The server gets the grace period to close too; only then does FIN_WAIT2 / CLOSE_WAIT
+    // count as the server keeping its socket.
+    let mut rows = wait_rows(lab, cp, CLOSE_GRACE, |c, s| {
+        c.contains(&TcpState::TimeWait) && s.is_empty()
     })?;
+    let (c, s) = pair(&rows, cp, sp);
+    if !(c.contains(&TcpState::TimeWait) && s.is_empty()) {
+        rows = wait_rows(lab, cp, Duration::from_secs(3), |c, s| {
+            (c.contains(&TcpState::TimeWait) && s.is_empty())
+                || (c.contains(&TcpState::FinWait2) && s.contains(&TcpState::CloseWait))
+        })?;
+    }
     let (c, s) = pair(&rows, cp, sp);
     lab.say(format!(
         "kernel says: client port {cp}: {} | server side of that connection: {}",
