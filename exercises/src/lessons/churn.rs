@@ -1,6 +1,6 @@
 //! Connection churn for lesson 05: open and close loopback connections as fast as two cores
 //! allow, spread over a few listener ports, and sample how many TIME_WAIT sockets the kernel
-//! holds every ~100 ms. It runs in a private network namespace so its flood of TIME_WAIT
+//! holds every ~250 ms. It runs in a private network namespace so its flood of TIME_WAIT
 //! sockets never fills the host's table (net.ipv4.tcp_max_tw_buckets is per namespace) and
 //! never disturbs other programs' sockets.
 //!
@@ -35,6 +35,11 @@ pub enum Closer {
     Server,
     Client,
 }
+
+/// How often the kernel's TIME_WAIT count is sampled. Each sample dumps every TIME_WAIT socket
+/// on the churn ports (tens of thousands after a second), which costs CPU the churn would
+/// otherwise use; four samples a second draw the curve and leave the cores to the churn.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// One sample of the kernel's TIME_WAIT count on the churn ports.
 #[derive(Debug, Clone, Serialize)]
@@ -206,9 +211,7 @@ pub fn run(secs: f64, closer: Closer, mut on_sample: impl FnMut(&Sample)) -> Res
     let mut samples = Vec::new();
     let mut elapsed;
     loop {
-        std::thread::sleep(
-            Duration::from_millis(100).min(deadline.saturating_duration_since(Instant::now())),
-        );
+        std::thread::sleep(SAMPLE_EVERY.min(deadline.saturating_duration_since(Instant::now())));
         let connections = done.load(Ordering::Relaxed);
         let s0 = Instant::now();
         let rows = observe::snapshot(&query, Method::Auto)?.rows;
