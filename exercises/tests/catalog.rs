@@ -102,3 +102,28 @@ fn every_binary_gives_its_expected_verdict() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The catalog drives the book and the notebooks: every lesson's chapter and notebook exist,
+/// and the chapter shows each of the lesson's binaries (by include or by name).
+#[test]
+fn every_lesson_has_its_chapter_and_notebook() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut problems = Vec::new();
+    for lesson in Catalog::builtin().lessons {
+        let chapter = root.join(&lesson.chapter);
+        match std::fs::read_to_string(&chapter) {
+            Ok(text) => {
+                for bin in &lesson.binaries {
+                    if !text.contains(&bin.name) {
+                        problems.push(format!("{} does not show {}", lesson.chapter, bin.name));
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("{}: {e}", lesson.chapter)),
+        }
+        if !root.join(&lesson.notebook).is_file() {
+            problems.push(format!("{}: missing", lesson.notebook));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
