@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tcplab_core::{TcpState, sockets};
+use tcplab_core::sockets;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
-use crate::catalog::Verdict;
 use crate::lesson::Lab;
+use crate::lessons::echo;
 use crate::lessons::net::Own;
 
 /// How long any single client call may block.
@@ -93,54 +93,15 @@ where
 
     // The server's tasks keep running on the runtime's worker threads while this thread asks
     // the kernel.
-    lab.step("What the kernel shows once the FINs have been answered");
-    // A snapshot is not atomic: wait for a view where every connection is in one of the two
-    // consistent end states (CLOSE_WAIT facing FIN_WAIT2, or gone facing TIME_WAIT).
-    let seen = own.wait_until(lab, Duration::from_secs(3), |s| {
-        s.count("server", TcpState::Established) == 0
-            && s.count("server", TcpState::CloseWait) == s.count("client", TcpState::FinWait2)
-            && s.count("client", TcpState::FinWait2) + s.count("client", TcpState::TimeWait) == n
-    })?;
-    lab.say(format!("kernel says: {}", seen.describe()));
-    let close_wait = seen.count("server", TcpState::CloseWait);
-    let fin_wait2 = seen.count("client", TcpState::FinWait2);
-    let time_wait = seen.count("client", TcpState::TimeWait);
-    lab.fact("connections", n);
-    lab.fact("bytes_echoed", echoed);
-    lab.fact("server_close_wait", close_wait);
-    lab.fact("client_fin_wait2", fin_wait2);
-    lab.fact("client_time_wait", time_wait);
-
-    let (verdict, why) = if close_wait > 0 {
-        lab.say(format!(
-            "{close_wait} server sockets are in CLOSE_WAIT: the clients' FINs arrived, but a \
-             stream still sits in the registry, so it is never dropped and close() never runs."
-        ));
-        lab.say(format!(
-            "{fin_wait2} client sockets wait in FIN_WAIT2 for the server's FIN that never comes."
-        ));
-        (
-            Verdict::Leak,
-            format!("{close_wait} sockets stuck in CLOSE_WAIT on the server"),
-        )
-    } else if time_wait == n {
-        lab.say(
-            "no CLOSE_WAIT: each task removed its stream from the registry on EOF, the last owner \
-             dropped it and close() ran. The clients (who closed first) hold the TIME_WAIT, which \
-             ends by itself after 60 s.",
-        );
-        (
-            Verdict::Clean,
-            format!("all {n} connections closed on both sides; TIME_WAIT is on the clients"),
-        )
-    } else {
-        // Neither the leak nor a clean close is in view: grade nothing rather than guess.
-        anyhow::bail!(
-            "the kernel showed neither CLOSE_WAIT nor {n} TIME_WAIT sockets ({}); \
-             run `tcplab doctor` to check that sock_diag works here",
-            seen.describe()
-        );
-    };
+    let (verdict, why, seen) = echo::grade(
+        lab,
+        n,
+        echoed,
+        "a stream still sits in the registry, so it is never dropped and close() never runs.",
+        "each task removed its stream from the registry on EOF, the last owner dropped it and \
+         close() ran",
+        |lab, timeout, done| own.wait_until(lab, timeout, done),
+    )?;
     lab.finish(verdict, seen, &why)?;
     // Dropping the runtime cancels the server's tasks and drops the registry: the process
     // would close the leaked sockets now, as it does when it exits.

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
-use crate::lesson::{CLOSE_GRACE, Lab};
+use crate::lesson::{CLOSE_GRACE, Lab, Sides};
 
 /// How long any single client call may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -91,13 +91,41 @@ pub fn run(
         t0.elapsed().as_millis()
     ));
 
+    let (verdict, why, seen) = grade(
+        lab,
+        n,
+        echoed,
+        "the kernel is waiting for this program to call close(). Each one holds a file descriptor.",
+        "the server closed each socket when read() returned 0",
+        |lab, timeout, done| lab.wait_until(timeout, done),
+    )?;
+    lab.finish(verdict, seen, &why)?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.join();
+    Ok(())
+}
+
+/// Grade an echo lesson (03 and 04) once every client has closed: wait for a consistent view
+/// (every connection in CLOSE_WAIT facing FIN_WAIT2, or gone facing TIME_WAIT), give the server
+/// [`CLOSE_GRACE`] to close, then call it a leak if CLOSE_WAIT is left, clean if every
+/// connection ended in TIME_WAIT on the clients, and an error if neither is in view.
+/// `wait` asks the kernel (the lesson's own connections) until its condition holds.
+pub fn grade(
+    lab: &mut Lab,
+    n: usize,
+    echoed: usize,
+    why_close_wait: &str,
+    why_clean: &str,
+    wait: impl Fn(&Lab, Duration, &dyn Fn(&Sides) -> bool) -> Result<Sides>,
+) -> Result<(Verdict, String, Sides)> {
     lab.step("What the kernel shows once the FINs have been answered");
-    lab.wait_until(Duration::from_secs(3), |s| {
+    wait(lab, Duration::from_secs(3), &|s: &Sides| {
         s.count("server", TcpState::Established) == 0
+            && s.count("server", TcpState::CloseWait) == s.count("client", TcpState::FinWait2)
             && s.count("client", TcpState::FinWait2) + s.count("client", TcpState::TimeWait) == n
     })?;
-    // Every FIN has arrived; give the server the grace period to close before grading.
-    let seen = lab.wait_until(CLOSE_GRACE, |s| {
+    // Every FIN has arrived; the server gets the grace period to close before grading.
+    let seen = wait(lab, CLOSE_GRACE, &|s: &Sides| {
         s.count("server", TcpState::CloseWait) == 0 && s.count("client", TcpState::TimeWait) == n
     })?;
     lab.say(format!("kernel says: {}", seen.describe()));
@@ -109,28 +137,29 @@ pub fn run(
     lab.fact("server_close_wait", close_wait);
     lab.fact("client_fin_wait2", fin_wait2);
     lab.fact("client_time_wait", time_wait);
-
-    let (verdict, why) = if close_wait > 0 {
+    if close_wait > 0 {
         lab.say(format!(
-            "{close_wait} server sockets are in CLOSE_WAIT: the clients' FINs arrived, and the \
-             kernel is waiting for this program to call close(). Each one holds a file descriptor."
+            "{close_wait} server sockets are in CLOSE_WAIT: the clients' FINs arrived, and \
+             {why_close_wait}"
         ));
         lab.say(format!(
             "{fin_wait2} client sockets wait in FIN_WAIT2 for the server's FIN that never comes."
         ));
-        (
+        Ok((
             Verdict::Leak,
             format!("{close_wait} sockets stuck in CLOSE_WAIT on the server"),
-        )
+            seen,
+        ))
     } else if time_wait == n {
-        lab.say(
-            "no CLOSE_WAIT: the server closed each socket when read() returned 0, so the clients \
-             (who closed first) hold the TIME_WAIT, which ends by itself after 60 s.",
-        );
-        (
+        lab.say(format!(
+            "no CLOSE_WAIT: {why_clean}, so the clients (who closed first) hold the TIME_WAIT, \
+             which ends by itself after 60 s."
+        ));
+        Ok((
             Verdict::Clean,
             format!("all {n} connections closed on both sides; TIME_WAIT is on the clients"),
-        )
+            seen,
+        ))
     } else {
         // Neither the leak nor a clean close is in view: grade nothing rather than guess.
         anyhow::bail!(
@@ -138,9 +167,5 @@ pub fn run(
              run `tcplab doctor` to check that sock_diag works here",
             seen.describe()
         );
-    };
-    lab.finish(verdict, seen, &why)?;
-    stop.store(true, Ordering::Relaxed);
-    let _ = server.join();
-    Ok(())
+    }
 }
