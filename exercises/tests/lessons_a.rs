@@ -3,61 +3,12 @@
 //! must be in its report. Every lesson binds 127.0.0.1:0 and observes only its own port, so
 //! these tests run in parallel with anything else on the machine.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
+use common::{binary_path, check_report, fact, num, run, run_unprivileged};
 use serde_json::Value;
-use tcplab_exercises::catalog::Catalog;
-
-fn binary_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_tcplab")).with_file_name(name)
-}
-
-/// Run a lesson binary with `--json` (and `extra` flags) and check its verdict against the
-/// catalog; returns the report.
-fn run_command(mut cmd: Command, name: &str) -> Value {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{name}: cannot run: {e}"));
-    check_report(&out, name)
-}
-
-/// Check a finished run: success, a JSON report, the catalog's verdict.
-fn check_report(out: &std::process::Output, name: &str) -> Value {
-    assert!(
-        out.status.success(),
-        "{name}: exit {:?}\nstderr: {}\nstdout: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{name}: report is not JSON ({e})"));
-    let catalog = Catalog::builtin();
-    let (_, bin) = catalog.binary(name).expect("binary in the catalog");
-    assert_eq!(
-        report["verdict"].as_str(),
-        Some(bin.expect.to_string().as_str()),
-        "{name}: verdict differs from the catalog's expect; report: {report}"
-    );
-    report
-}
-
-fn run(name: &str, extra: &[&str]) -> Value {
-    let mut cmd = Command::new(binary_path(name));
-    cmd.arg("--json").args(extra);
-    run_command(cmd, name)
-}
-
-fn fact<'a>(report: &'a Value, key: &str) -> &'a Value {
-    &report["facts"][key]
-}
-
-fn num(report: &Value, key: &str) -> u64 {
-    fact(report, key)
-        .as_u64()
-        .unwrap_or_else(|| panic!("fact {key} is not a number in {report}"))
-}
 
 #[test]
 fn l01_without_accept_the_queue_fills_and_clients_wait() {
@@ -132,7 +83,7 @@ fn l05_churn_piles_up_time_wait() {
         eprintln!("skipping: {}", stderr.trim());
         return;
     }
-    let r = check_report(&out, name);
+    let r = check_report(name, &out);
     assert_eq!(num(&r, "server_time_wait"), 20, "{r}");
     assert_eq!(fact(&r, "churn_closer").as_str(), Some("server"), "{r}");
     let made = num(&r, "churn_connections");
@@ -160,35 +111,12 @@ fn l06_with_reuseaddr_bind_succeeds_next_to_time_wait() {
     assert_eq!(num(&r, "listening_after_restart"), 1, "{r}");
 }
 
-/// A student is not root: run one lesson as uid/gid 65534 (nobody) with setpriv, from a copy
-/// of the binary in a world-readable directory. Skipped when the tests themselves are not root
-/// (they already run unprivileged then) or setpriv is missing.
+/// A student is not root: the same lesson as uid 65534 (nobody).
 #[test]
 fn l06_works_without_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("not root: the other tests already ran without privileges");
+    let Some(r) = run_unprivileged("06-restart-no-reuseaddr", &[]) else {
         return;
-    }
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("setpriv is not installed; skipping");
-        return;
-    }
-    use std::os::unix::fs::PermissionsExt;
-    let name = "06-restart-no-reuseaddr";
-    let dir = std::env::temp_dir().join(format!("tcplab-unpriv-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let copy = dir.join(name);
-    std::fs::copy(binary_path(name), &copy).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(&copy)
-        .arg("--json")
-        .current_dir(&dir);
-    let r = run_command(cmd, name);
-    let _ = std::fs::remove_dir_all(&dir);
+    };
     assert_eq!(fact(&r, "bind_error").as_str(), Some("EADDRINUSE"), "{r}");
     assert_eq!(num(&r, "server_time_wait"), 1, "{r}");
 }

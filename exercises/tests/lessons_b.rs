@@ -3,73 +3,13 @@
 //! reported them. Every lesson uses its own port 0 listener and counts only its own sockets,
 //! so these tests run in parallel with anything else on the machine.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-use serde_json::Value;
-use tcplab_exercises::catalog::Catalog;
-
-fn binary_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_tcplab")).with_file_name(name)
-}
-
-/// Parse a lesson's JSON report, after checking it exited 0.
-fn report_of(name: &str, out: std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{name} exited {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{name}: report is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-/// Run a lesson binary with `--json`, check its verdict against the catalog, return the report.
-fn run(name: &str) -> Value {
-    let out = Command::new(binary_path(name))
-        .arg("--json")
-        .output()
-        .unwrap_or_else(|e| panic!("run {name}: {e}"));
-    let report = report_of(name, out);
-    check_verdict(name, &report);
-    report
-}
-
-fn check_verdict(name: &str, report: &Value) {
-    let catalog = Catalog::builtin();
-    let (_, bin) = catalog.binary(name).expect("binary in the catalog");
-    assert_eq!(
-        report["verdict"].as_str(),
-        Some(bin.expect.to_string().as_str()),
-        "{name}: verdict differs from the catalog's expect; report: {report}"
-    );
-    assert_eq!(report["binary"], name);
-    assert!(report["server_port"].as_u64().is_some_and(|p| p > 0));
-}
-
-fn fact<'a>(report: &'a Value, key: &str) -> &'a Value {
-    let v = &report["facts"][key];
-    assert!(
-        !v.is_null() || report["facts"].get(key).is_some(),
-        "no fact {key}: {report}"
-    );
-    v
-}
-
-fn num(report: &Value, key: &str) -> u64 {
-    fact(report, key)
-        .as_u64()
-        .unwrap_or_else(|| panic!("fact {key} is not a count: {report}"))
-}
+use common::{fact, num, run, run_unprivileged};
 
 #[test]
 fn lesson_04_async_leak_keeps_every_socket_in_close_wait() {
-    let r = run("04-async-leak");
+    let r = run("04-async-leak", &[]);
     let n = num(&r, "connections");
     assert_eq!(n, 10);
     assert_eq!(num(&r, "server_close_wait"), n, "{r}");
@@ -80,7 +20,7 @@ fn lesson_04_async_leak_keeps_every_socket_in_close_wait() {
 
 #[test]
 fn lesson_04_async_fixed_closes_every_socket() {
-    let r = run("04-async-fixed");
+    let r = run("04-async-fixed", &[]);
     let n = num(&r, "connections");
     assert_eq!(num(&r, "server_close_wait"), 0, "{r}");
     assert_eq!(num(&r, "client_fin_wait2"), 0, "{r}");
@@ -90,7 +30,7 @@ fn lesson_04_async_fixed_closes_every_socket() {
 
 #[test]
 fn lesson_07_linger_zero_loses_bytes_to_rst() {
-    let r = run("07-linger-zero");
+    let r = run("07-linger-zero", &[]);
     let sent = num(&r, "bytes_sent");
     let received = num(&r, "bytes_received");
     assert!(sent > 0, "{r}");
@@ -104,7 +44,7 @@ fn lesson_07_linger_zero_loses_bytes_to_rst() {
 
 #[test]
 fn lesson_07_graceful_close_delivers_every_byte() {
-    let r = run("07-graceful-close");
+    let r = run("07-graceful-close", &[]);
     let sent = num(&r, "bytes_sent");
     assert!(sent > 0, "{r}");
     assert_eq!(num(&r, "bytes_received"), sent, "{r}");
@@ -116,7 +56,7 @@ fn lesson_07_graceful_close_delivers_every_byte() {
 
 #[test]
 fn lesson_08_close_too_early_loses_the_reply() {
-    let r = run("08-close-too-early");
+    let r = run("08-close-too-early", &[]);
     let expected = num(&r, "reply_bytes_expected");
     assert!(num(&r, "reply_bytes_received") < expected, "{r}");
     let err = fact(&r, "server_error").as_str().unwrap_or("none");
@@ -131,7 +71,7 @@ fn lesson_08_close_too_early_loses_the_reply() {
 
 #[test]
 fn lesson_08_shutdown_write_receives_the_reply() {
-    let r = run("08-shutdown-write");
+    let r = run("08-shutdown-write", &[]);
     let expected = num(&r, "reply_bytes_expected");
     assert!(expected > 0);
     assert_eq!(num(&r, "reply_bytes_received"), expected, "{r}");
@@ -142,37 +82,12 @@ fn lesson_08_shutdown_write_receives_the_reply() {
 }
 
 /// A student without root gets the same verdict: sock_diag dumps and /proc/net/netstat need
-/// no privileges. Runs as nobody (uid 65534) when the tests run as root; skipped otherwise.
+/// no privileges.
 #[test]
 fn lesson_07_works_without_root() {
-    // SAFETY: geteuid has no preconditions and no side effects.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: dropping to uid 65534 needs root");
+    let Some(r) = run_unprivileged("07-linger-zero", &[]) else {
         return;
-    }
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipped: setpriv (util-linux) is not installed");
-        return;
-    }
-    use std::os::unix::fs::PermissionsExt;
-    let name = "07-linger-zero";
-    // The build directory may not be readable by nobody: copy the binary somewhere that is.
-    let dir = std::env::temp_dir().join(format!("tcplab-lessons-b-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let copy = dir.join(name);
-    std::fs::copy(binary_path(name), &copy).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&copy)
-        .arg("--json")
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let r = report_of(name, out);
-    check_verdict(name, &r);
+    };
     assert!(num(&r, "bytes_received") < num(&r, "bytes_sent"), "{r}");
     assert_eq!(fact(&r, "client_error"), "ECONNRESET", "{r}");
     assert_eq!(num(&r, "server_time_wait"), 0, "{r}");

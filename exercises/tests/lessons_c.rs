@@ -3,48 +3,16 @@
 //! lesson picks its own ports (or runs in its own network namespace), so these tests run in
 //! parallel with anything else.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::{run, run_unprivileged};
 use serde_json::Value;
-use tcplab_exercises::catalog::Catalog;
-
-fn binary(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_tcplab")).with_file_name(name)
-}
-
-fn expected(name: &str) -> String {
-    let catalog = Catalog::builtin();
-    let (_, bin) = catalog.binary(name).expect("in the catalog");
-    bin.expect.to_string()
-}
-
-/// Run a binary with `--json` and return its report, checking the verdict.
-fn report_of(mut cmd: Command, name: &str) -> Value {
-    let out = cmd.arg("--json").output().expect("run the lesson");
-    assert!(
-        out.status.success(),
-        "{name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{name}: bad JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
-    assert_eq!(report["verdict"], expected(name), "{name}: {report}");
-    assert_eq!(report["expected"], expected(name));
-    report
-}
-
-fn run(name: &str) -> Value {
-    report_of(Command::new(binary(name)), name)
-}
 
 #[test]
 fn port_exhaustion_churn_runs_out_of_ports() {
-    let r = run("09-port-exhaustion-churn");
+    let r = run("09-port-exhaustion-churn", &[]);
     let f = &r["facts"];
     assert_eq!(f["namespace"], "private");
     assert_eq!(f["port_range"], "40000 40099");
@@ -57,7 +25,7 @@ fn port_exhaustion_churn_runs_out_of_ports() {
 
 #[test]
 fn port_exhaustion_pool_needs_no_new_ports() {
-    let r = run("09-port-exhaustion-pool");
+    let r = run("09-port-exhaustion-pool", &[]);
     let f = &r["facts"];
     assert_eq!(f["namespace"], "private");
     assert_eq!(f["error"], Value::Null);
@@ -67,37 +35,19 @@ fn port_exhaustion_pool_needs_no_new_ports() {
     assert!(f["connections_opened"].as_u64().unwrap() <= 4, "{f}");
 }
 
-/// The namespace needs no privilege: run the churn binary as nobody (uid 65534), from a
-/// world-readable copy, when this test runs as root and setpriv exists.
+/// The namespace needs no privilege: the churn binary as nobody (uid 65534).
 #[test]
 fn port_exhaustion_works_unprivileged() {
-    // SAFETY: geteuid has no side effects.
-    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err()
-    {
-        eprintln!("not root or no setpriv: skipped");
+    let Some(r) = run_unprivileged("09-port-exhaustion-churn", &[]) else {
         return;
-    }
-    let name = "09-port-exhaustion-churn";
-    let dir = std::env::temp_dir().join(format!("tcplab-unpriv-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let copy = dir.join(name);
-    std::fs::copy(binary(name), &copy).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&copy)
-        .current_dir(&dir);
-    let r = report_of(cmd, name);
-    let _ = std::fs::remove_dir_all(&dir);
+    };
     assert_eq!(r["facts"]["error"], "EADDRNOTAVAIL");
     assert_eq!(r["facts"]["namespace"], "private");
 }
 
 #[test]
 fn stuck_close_wait_meets_the_reconnect() {
-    let r = run("10-stuck-close-wait");
+    let r = run("10-stuck-close-wait", &[]);
     let f = &r["facts"];
     // What this kernel does: the SYN meets the stale CLOSE_WAIT socket, a challenge ACK and
     // the client's RST clear it, and the retransmitted SYN connects (or, where the RST is
@@ -111,7 +61,7 @@ fn stuck_close_wait_meets_the_reconnect() {
 
 #[test]
 fn fixed_server_reconnects_at_once() {
-    let r = run("10-fixed-server");
+    let r = run("10-fixed-server", &[]);
     let f = &r["facts"];
     assert_eq!(f["connect_result"], "connected");
     assert_eq!(f["syn_retransmits"], 0);
@@ -134,7 +84,7 @@ fn assert_gone(pids: &Value) {
 
 #[test]
 fn mystery_leak_owner_is_found() {
-    let r = run("11-mystery-leak");
+    let r = run("11-mystery-leak", &[]);
     let f = &r["facts"];
     assert_eq!(f["owner_identified"], true);
     assert_eq!(f["owner_name"], "mystery-server");
@@ -146,7 +96,7 @@ fn mystery_leak_owner_is_found() {
 
 #[test]
 fn find_and_fix_leaves_no_close_wait() {
-    let r = run("11-find-and-fix");
+    let r = run("11-find-and-fix", &[]);
     let f = &r["facts"];
     assert_eq!(f["owner_identified"], true);
     assert_eq!(f["close_wait_found"], 5);

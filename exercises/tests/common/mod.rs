@@ -1,0 +1,107 @@
+//! What the lesson tests share: run a lesson binary as a student does (`--json`), check its
+//! verdict against the catalog, read its facts; and the same as an unprivileged user.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tcplab_exercises::catalog::Catalog;
+
+/// A built lesson binary, beside the runner.
+pub fn binary_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_tcplab")).with_file_name(name)
+}
+
+/// The verdict the catalog expects of `name`.
+pub fn expected(name: &str) -> String {
+    let catalog = Catalog::builtin();
+    let (_, bin) = catalog.binary(name).expect("binary in the catalog");
+    bin.expect.to_string()
+}
+
+/// Check a finished run: exit 0, a JSON report, the catalog's verdict.
+pub fn check_report(name: &str, out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{name}: exit {:?}\nstderr: {}\nstdout: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{name}: report is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(
+        report["verdict"],
+        expected(name),
+        "{name}: verdict differs from the catalog's expect; report: {report}"
+    );
+    assert_eq!(report["expected"], expected(name), "{report}");
+    assert_eq!(report["binary"], name, "{report}");
+    report
+}
+
+/// Run a lesson binary with `--json` and `extra` flags; returns its checked report.
+pub fn run(name: &str, extra: &[&str]) -> Value {
+    let out = Command::new(binary_path(name))
+        .arg("--json")
+        .args(extra)
+        .output()
+        .unwrap_or_else(|e| panic!("{name}: cannot run: {e}"));
+    check_report(name, &out)
+}
+
+/// Run a lesson binary as uid/gid 65534 (nobody) through `setpriv`, from a copy in a
+/// world-readable folder (the build folder may not be). `None` when the tests are not root
+/// (they then run unprivileged already) or setpriv is missing.
+pub fn run_unprivileged(name: &str, extra: &[&str]) -> Option<Value> {
+    // SAFETY: geteuid has no preconditions and no side effects.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: dropping to uid 65534 needs root (these tests run unprivileged)");
+        return None;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: setpriv (util-linux) is not installed");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("tcplab-unpriv-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.join(name);
+    std::fs::copy(binary_path(name), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&copy)
+        .arg("--json")
+        .args(extra)
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{name}: cannot run setpriv: {e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = check_report(name, &out);
+    assert_ne!(
+        report["backend"], "tracepoint",
+        "{name} traced without root: {report}"
+    );
+    Some(report)
+}
+
+/// A fact of the report (null when absent).
+pub fn fact<'a>(report: &'a Value, key: &str) -> &'a Value {
+    &report["facts"][key]
+}
+
+/// A fact that must be a count.
+pub fn num(report: &Value, key: &str) -> u64 {
+    fact(report, key)
+        .as_u64()
+        .unwrap_or_else(|| panic!("fact {key} is not a count: {report}"))
+}
