@@ -510,6 +510,22 @@ impl Tcb {
         out.send.push(self.seg(SegKind::Ack));
     }
 
+    /// Take in-order text (3.10.7.4 seventh check): queue it for the reader and ACK it.
+    fn receive_data(&mut self, out: &mut Output) {
+        self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
+        self.unread += 1;
+        out.delivered = 1;
+        self.ack_now(out);
+    }
+
+    /// An acceptable RST in a synchronized state (3.10.7.4 second check): the user sees
+    /// "connection reset" and the connection is gone.
+    fn reset_by_peer(&mut self, now: u64, opts: &Options, out: &mut Output) {
+        out.error = Some(UserError::ConnectionReset);
+        self.enter(State::Closed, now, opts, out);
+        out.why = "RFC 9293 3.10.7.4 second check: RST, connection reset";
+    }
+
     /// Enter a state, arming or clearing the timers that belong to it.
     fn enter(&mut self, s: State, now: u64, opts: &Options, out: &mut Output) {
         self.state = s;
@@ -855,10 +871,7 @@ impl Tcb {
                     // 3.10.7.4 fifth check: our SYN is acked: ESTABLISHED; then text and FIN.
                     self.enter(S::Established, now, opts, &mut out);
                     if seg.kind == K::Data {
-                        self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
-                        self.unread += 1;
-                        out.delivered = 1;
-                        self.ack_now(&mut out);
+                        self.receive_data(&mut out);
                     }
                     if seg.kind == K::FinAck {
                         self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
@@ -947,10 +960,7 @@ impl Tcb {
                 }
                 K::Data => {
                     // 3.10.7.4 seventh check: deliver the text, ACK it.
-                    self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
-                    self.unread += 1;
-                    out.delivered = 1;
-                    self.ack_now(&mut out);
+                    self.receive_data(&mut out);
                     out.why = "RFC 9293 3.10.7.4 ESTABLISHED: data, send ACK";
                 }
                 K::Fin | K::FinAck => {
@@ -962,9 +972,7 @@ impl Tcb {
                 }
                 K::Rst => {
                     // 3.10.7.4 second check: "connection reset".
-                    out.error = Some(UserError::ConnectionReset);
-                    self.enter(S::Closed, now, opts, &mut out);
-                    out.why = "RFC 9293 3.10.7.4 second check: RST, connection reset";
+                    self.reset_by_peer(now, opts, &mut out);
                 }
                 K::Syn | K::SynAck => {
                     // 3.10.7.4 fourth check (RFC 5961 3.2): challenge ACK.
@@ -982,9 +990,7 @@ impl Tcb {
                     out.why = "RFC 9293 3.10.7.4 CLOSE-WAIT: ignore text and FIN";
                 }
                 K::Rst => {
-                    out.error = Some(UserError::ConnectionReset);
-                    self.enter(S::Closed, now, opts, &mut out);
-                    out.why = "RFC 9293 3.10.7.4 second check: RST, connection reset";
+                    self.reset_by_peer(now, opts, &mut out);
                 }
                 K::Syn | K::SynAck => {
                     self.ack_now(&mut out);
@@ -1032,10 +1038,7 @@ impl Tcb {
                 K::Ack | K::Data => {
                     // 3.10.7.4 fifth check: "if the FIN is now acknowledged, FIN-WAIT-2".
                     if seg.kind == K::Data {
-                        self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
-                        self.unread += 1;
-                        out.delivered = 1;
-                        self.ack_now(&mut out);
+                        self.receive_data(&mut out);
                     }
                     if self.fin_acked() {
                         self.enter(S::FinWait2, now, opts, &mut out);
@@ -1057,9 +1060,7 @@ impl Tcb {
                     }
                 }
                 K::Rst => {
-                    out.error = Some(UserError::ConnectionReset);
-                    self.enter(S::Closed, now, opts, &mut out);
-                    out.why = "RFC 9293 3.10.7.4 second check: RST, connection reset";
+                    self.reset_by_peer(now, opts, &mut out);
                 }
                 K::Syn | K::SynAck => {
                     self.ack_now(&mut out);
@@ -1072,10 +1073,7 @@ impl Tcb {
                 }
                 K::Data => {
                     // Half-close: the peer may still send, and we still read.
-                    self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
-                    self.unread += 1;
-                    out.delivered = 1;
-                    self.ack_now(&mut out);
+                    self.receive_data(&mut out);
                     out.why = "RFC 9293 3.10.7.4 FIN-WAIT-2: data, send ACK";
                 }
                 K::Fin | K::FinAck => {
@@ -1086,9 +1084,7 @@ impl Tcb {
                     out.why = "RFC 9293 3.10.7.4 FIN-WAIT-2: FIN, send ACK, TIME-WAIT";
                 }
                 K::Rst => {
-                    out.error = Some(UserError::ConnectionReset);
-                    self.enter(S::Closed, now, opts, &mut out);
-                    out.why = "RFC 9293 3.10.7.4 second check: RST, connection reset";
+                    self.reset_by_peer(now, opts, &mut out);
                 }
                 K::Syn | K::SynAck => {
                     self.ack_now(&mut out);
