@@ -48,11 +48,19 @@ pub struct LessonArgs {
     /// auto (the tracepoint when permitted).
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
-    /// Lesson 05 only: afterwards, open and close connections as fast as possible for this
-    /// many seconds (at most 10), in a private network namespace, and watch TIME_WAIT pile up.
+    /// Lessons 05 and 09: afterwards, run the churn generator for this many seconds (at most
+    /// 10) in a private network namespace: open and close connections as fast as two cores
+    /// allow (or at --churn-rate) and watch TIME_WAIT pile up (05) or the ports run out (09).
     #[arg(long, value_name = "SECS")]
     pub churn_secs: Option<f64>,
+    /// With --churn-secs: aim at this many connections per second instead of full speed, to
+    /// see TIME_WAIT grow by exactly that much each second.
+    #[arg(long, value_name = "PER_SEC", requires = "churn_secs")]
+    pub churn_rate: Option<f64>,
 }
+
+/// The lessons that have a churn phase (`--churn-secs`).
+pub const CHURN_LESSONS: [&str; 2] = ["05", "09"];
 
 /// `--backend` values.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +208,14 @@ impl Lab {
         let (lesson, binary) = catalog
             .binary(name)
             .with_context(|| format!("{name} is not in exercises/lessons.toml"))?;
+        if args.churn_secs.is_some() && !CHURN_LESSONS.contains(&lesson.id.as_str()) {
+            bail!(
+                "--churn-secs is for lessons {} (TIME_WAIT at scale, port exhaustion); lesson {} \
+                 has no churn phase",
+                CHURN_LESSONS.join(" and "),
+                lesson.id
+            );
+        }
         Ok(Lab {
             args,
             lesson: lesson.clone(),
@@ -361,12 +377,21 @@ impl Lab {
         self.started.elapsed().as_millis()
     }
 
-    /// Print the verdict (or the JSON report), then hold the process if asked. Call it while
-    /// the lesson's sockets are still alive, so `--hold` keeps them.
-    pub fn finish(&mut self, verdict: Verdict, observed: Sides, why: &str) -> Result<()> {
+    /// Stop the tracer now and keep its timeline for the report. A lesson calls this before
+    /// heavy work on other ports (lesson 05's churn): the tracepoint fires for every state
+    /// change in the kernel, and the tracer's TIME_WAIT rechecks walk the whole socket table,
+    /// which the churn fills with tens of thousands of TIME_WAIT sockets.
+    pub fn stop_watching(&mut self) -> Result<()> {
         if let Some(tracer) = take_tracer() {
             self.timeline = tracer.stop()?;
         }
+        Ok(())
+    }
+
+    /// Print the verdict (or the JSON report), then hold the process if asked. Call it while
+    /// the lesson's sockets are still alive, so `--hold` keeps them.
+    pub fn finish(&mut self, verdict: Verdict, observed: Sides, why: &str) -> Result<()> {
+        self.stop_watching()?;
         let report = Report {
             lesson: self.lesson.id.clone(),
             binary: self.binary.name.clone(),

@@ -71,27 +71,119 @@ fn l05_client_closing_first_keeps_time_wait() {
     check_time_wait("05-client-closes-first", "client", "server");
 }
 
+/// Run a lesson binary with a churn phase; `None` (the test skips) where this machine allows
+/// no private network namespace: neither root nor unprivileged user namespaces.
+fn run_churn(name: &str, args: &[&str]) -> Option<Value> {
+    let out = Command::new(binary_path(name))
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("cannot create a private network namespace") {
+        eprintln!("skipping: {}", stderr.trim());
+        return None;
+    }
+    Some(check_report(name, &out))
+}
+
+/// The samples' (seconds, connections, server TIME_WAIT, client TIME_WAIT).
+fn churn_samples(r: &Value) -> Vec<(f64, u64, u64, u64)> {
+    fact(r, "churn_samples")
+        .as_array()
+        .expect("churn_samples")
+        .iter()
+        .map(|s| {
+            let n = |k: &str| s[k].as_u64().unwrap();
+            (
+                n("t_ms") as f64 / 1000.0,
+                n("connections"),
+                n("server_time_wait"),
+                n("client_time_wait"),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn l05_churn_piles_up_time_wait() {
     let name = "05-server-closes-first";
-    let args = ["--json", "--churn-secs", "1", "-n", "20"];
-    // The churn needs a private network namespace; where neither root nor unprivileged user
-    // namespaces are available (some CI runners), the binary says so and this test skips.
-    let out = Command::new(binary_path(name)).args(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() && stderr.contains("unshare() failed") {
-        eprintln!("skipping: {}", stderr.trim());
+    let Some(r) = run_churn(name, &["--churn-secs", "1", "-n", "20"]) else {
         return;
-    }
-    let r = check_report(name, &out);
+    };
     assert_eq!(num(&r, "server_time_wait"), 20, "{r}");
     assert_eq!(fact(&r, "churn_closer").as_str(), Some("server"), "{r}");
+    assert_eq!(fact(&r, "churn_target_rate"), &Value::Null, "{r}");
+    assert_eq!(num(&r, "churn_ports"), 8, "{r}");
     let made = num(&r, "churn_connections");
     assert!(made > 100, "{r}");
     assert_eq!(num(&r, "churn_failed"), 0, "{r}");
+    assert_eq!(num(&r, "churn_exhausted"), 0, "{r}");
     let peak = num(&r, "churn_peak_time_wait");
     assert!(peak > 0 && peak <= made, "{r}");
     assert!(num(&r, "tcp_max_tw_buckets") > 0, "{r}");
+    // The server closed first: every sample has TIME_WAIT on the server's ports only.
+    for (_, _, _, client) in churn_samples(&r) {
+        assert_eq!(client, 0, "{r}");
+    }
+    // The steady-state arithmetic is rate x 60 s.
+    let rate = num(&r, "churn_rate_per_sec");
+    assert_eq!(num(&r, "churn_steady_state_linux"), rate * 60, "{r}");
+}
+
+#[test]
+fn l05_churn_at_a_chosen_rate_grows_time_wait_by_that_rate() {
+    let name = "05-client-closes-first";
+    let args = ["--churn-secs", "1.5", "--churn-rate", "1000", "-n", "20"];
+    let Some(r) = run_churn(name, &args) else {
+        return;
+    };
+    assert_eq!(fact(&r, "churn_closer").as_str(), Some("client"), "{r}");
+    assert_eq!(fact(&r, "churn_target_rate").as_f64(), Some(1000.0), "{r}");
+    // Paced: never more than the rate allows (plus one per task for the first tick), and
+    // not far below it on a machine with two cores to spare for 1000/s.
+    let made = num(&r, "churn_connections");
+    assert!((500..=1500 + 8).contains(&made), "{r}");
+    // The kernel's count follows: the clients' TIME_WAIT grows by about the rate each second
+    // (no timer ends in the first 60 s, and no 4-tuple is reused at this pace).
+    let samples = churn_samples(&r);
+    let (t, connections, server, client) = *samples.last().unwrap();
+    assert_eq!(server, 0, "{r}");
+    assert!(client * 10 >= connections * 9, "{r}");
+    let per_sec = client as f64 / t;
+    assert!((500.0..=1100.0).contains(&per_sec), "{per_sec}/s: {r}");
+}
+
+#[test]
+fn churn_flags_are_refused_where_they_do_not_apply() {
+    let refused = |name: &str, args: &[&str], says: &str| {
+        let out = Command::new(binary_path(name)).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} {args:?} succeeded");
+        assert!(stderr.contains(says), "{name} {args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    refused(
+        "03-close-wait-leak",
+        &["--churn-secs", "1"],
+        "--churn-secs is for lessons 05 and 09",
+    );
+    refused(
+        "05-server-closes-first",
+        &["--churn-secs", "1", "--churn-rate", "0"],
+        "--churn-rate 0 is outside",
+    );
+    refused(
+        "05-server-closes-first",
+        &["--churn-secs", "11"],
+        "--churn-secs 11 is outside",
+    );
+    // clap: a rate without a churn.
+    refused(
+        "05-server-closes-first",
+        &["--churn-rate", "100"],
+        "--churn-secs",
+    );
 }
 
 #[test]

@@ -35,6 +35,35 @@ fn port_exhaustion_pool_needs_no_new_ports() {
     assert!(f["connections_opened"].as_u64().unwrap() <= 4, "{f}");
 }
 
+/// `--churn-secs`: the generator against one server port with the default port range and
+/// the client closing first, in the lesson's namespace.
+#[test]
+fn port_exhaustion_churn_at_scale_fills_the_default_range() {
+    let r = run("09-port-exhaustion-churn", &["--churn-secs", "1"]);
+    let f = &r["facts"];
+    assert_eq!(f["churn_closer"], "client", "{f}");
+    assert_eq!(f["churn_ports"], 1, "{f}");
+    assert_eq!(f["churn_port_range"], "32768 60999", "{f}");
+    assert_eq!(f["churn_sustainable_rate"], 471, "{f}");
+    let made = f["churn_connections"].as_u64().unwrap();
+    assert!(made > 1000, "{f}");
+    // Every closed connection holds a client port in TIME_WAIT; the server keeps none.
+    let samples = f["churn_samples"].as_array().unwrap();
+    let last = samples.last().unwrap();
+    assert_eq!(last["server_time_wait"], 0, "{f}");
+    let tw = last["client_time_wait"].as_u64().unwrap();
+    let at_sample = last["connections"].as_u64().unwrap();
+    assert!(tw * 10 >= at_sample * 9 && tw <= 28232, "{f}");
+    // Either the ports ran out (then the count is the range, give or take the listener's
+    // port) or they did not, and the report says neither.
+    match f["churn_first_exhausted_ms"].as_u64() {
+        Some(_) => assert!(f["churn_connections_before_exhaustion"].as_u64().unwrap() > 28000),
+        None => assert_eq!(f["churn_exhausted"], 0, "{f}"),
+    }
+    // The lesson's own verdict is unchanged by the churn phase.
+    assert_eq!(f["error"], "EADDRNOTAVAIL");
+}
+
 /// The namespace needs no privilege: the churn binary as nobody (uid 65534).
 #[test]
 fn port_exhaustion_works_unprivileged() {

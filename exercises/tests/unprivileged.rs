@@ -16,3 +16,20 @@ fn every_binary_gives_its_verdict_without_root() {
         }
     }
 }
+
+/// The churn phases need a private network namespace: without root it is a user + network
+/// namespace, made by the lesson itself.
+#[test]
+fn churn_phases_work_without_root() {
+    let args = ["--churn-secs", "0.5", "-n", "20"];
+    let Some(r) = common::run_unprivileged("05-server-closes-first", &args) else {
+        return;
+    };
+    assert!(common::num(&r, "churn_connections") > 100, "{r}");
+    assert_eq!(common::num(&r, "churn_failed"), 0, "{r}");
+    let Some(r) = common::run_unprivileged("09-port-exhaustion-churn", &args[..2]) else {
+        return;
+    };
+    assert!(common::num(&r, "churn_connections") > 100, "{r}");
+    assert_eq!(r["facts"]["churn_port_range"], "32768 60999", "{r}");
+}

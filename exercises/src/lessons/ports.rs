@@ -24,6 +24,7 @@ use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
 use crate::lesson::Lab;
+use crate::lessons::{churn, netns};
 
 /// The ephemeral port range set inside the namespace: 100 ports.
 pub const PORT_RANGE: (u16, u16) = (40000, 40099);
@@ -101,70 +102,6 @@ pub fn request(stream: &mut TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-/// Enter a new network namespace: with a user namespace (any user), or, for root where user
-/// namespaces are off, a network namespace alone. Must run before any thread is started.
-pub fn enter_private_namespace() -> Result<&'static str> {
-    // SAFETY: plain syscalls on our own process, which has no other thread yet.
-    let (uid, gid, euid) = unsafe { (libc::getuid(), libc::getgid(), libc::geteuid()) };
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } == 0 {
-        // Map our own ids to root inside, as `unshare -r` does; setgroups must be denied
-        // before an unprivileged process may write gid_map.
-        match std::fs::write("/proc/self/setgroups", "deny") {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).context("write /proc/self/setgroups"),
-        }
-        std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
-            .context("write /proc/self/uid_map")?;
-        std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
-            .context("write /proc/self/gid_map")?;
-        return Ok("user + network namespace");
-    }
-    let userns_error = io::Error::last_os_error();
-    if euid == 0 && unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0 {
-        return Ok("network namespace (as root)");
-    }
-    bail!(
-        "cannot create a private network namespace (unshare: {userns_error}). Enable unprivileged \
-         user namespaces (`sysctl user.max_user_namespaces=10000`; on Debian/Ubuntu also \
-         `sysctl kernel.unprivileged_userns_clone=1`, and on Ubuntu 24.04 \
-         `kernel.apparmor_restrict_unprivileged_userns=0`), or run the lesson as root"
-    )
-}
-
-/// Bring the namespace's loopback interface up (SIOCGIFFLAGS/SIOCSIFFLAGS, like `ip link set
-/// lo up`): a new namespace starts with `lo` down.
-pub fn loopback_up() -> Result<()> {
-    // SAFETY: an ordinary socket used only for interface ioctls, closed before returning;
-    // ifreq is plain data, its name NUL-terminated.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error()).context("socket for ioctl");
-        }
-        let mut ifr: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            ifr.ifr_name[i] = *b as libc::c_char;
-        }
-        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
-        if rc == 0 {
-            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &mut ifr);
-        }
-        let err = io::Error::last_os_error();
-        libc::close(fd);
-        if rc != 0 {
-            return Err(err).context("bring lo up in the namespace");
-        }
-    }
-    Ok(())
-}
-
-fn sysctl(name: &str, value: &str) -> Result<()> {
-    let path = format!("/proc/sys/net/ipv4/{name}");
-    std::fs::write(&path, value).with_context(|| format!("write {value:?} to {path}"))
-}
-
 /// A keep-alive server: one thread per connection, one answer per request line, close on EOF.
 fn serve(listener: TcpListener, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     thread::spawn(move || {
@@ -216,11 +153,13 @@ fn serve(listener: TcpListener, stop: Arc<AtomicBool>) -> JoinHandle<()> {
 pub fn run(lab: &mut Lab, send_requests: fn(SocketAddr, usize) -> Outcome) -> Result<()> {
     let n = lab.connections(DEFAULT_REQUESTS, 3)?;
     lab.step("Enter a private network namespace (nothing on the host is touched)");
-    let kind = enter_private_namespace()?;
-    loopback_up()?;
+    // A user namespace even for root: the server listens on the fixed port 8080, which
+    // parallel runs of this lesson use in their own namespaces; sock_diag polling sees only
+    // ours, while the global tracepoint would see them all.
+    let kind = netns::enter(netns::Prefer::UserNamespace)?;
     let range = format!("{} {}", PORT_RANGE.0, PORT_RANGE.1);
-    sysctl("ip_local_port_range", &range)?;
-    sysctl("tcp_tw_reuse", "0")?;
+    netns::set_ipv4_sysctl("ip_local_port_range", &range)?;
+    netns::set_ipv4_sysctl("tcp_tw_reuse", "0")?;
     let ports = usize::from(PORT_RANGE.1 - PORT_RANGE.0) + 1;
     lab.say(format!(
         "a new {kind} of this process: its own loopback (brought up), ip_local_port_range = \
@@ -246,6 +185,83 @@ pub fn run(lab: &mut Lab, send_requests: fn(SocketAddr, usize) -> Outcome) -> Re
     stop.store(true, Ordering::Relaxed);
     let _ = server.join();
     result
+}
+
+/// The kernel's default ephemeral port range, set back in the namespace for the churn.
+pub const DEFAULT_PORT_RANGE: (u16, u16) = (32768, 60999);
+
+/// `--churn-secs`: the same mistake at full speed with the default port range. A client that
+/// closes first keeps each local port in TIME_WAIT for 60 s; against one server address and
+/// port it has ~28k of them.
+fn churn_to_exhaustion(lab: &mut Lab, secs: f64) -> Result<()> {
+    let mut cfg = churn::Config::new(secs, churn::Closer::Client);
+    cfg.rate = lab.args.churn_rate;
+    cfg.ports = 1;
+    cfg.stop_when_exhausted = true;
+    cfg.check()?;
+    lab.stop_watching()?;
+    let (low, high) = DEFAULT_PORT_RANGE;
+    netns::set_ipv4_sysctl("ip_local_port_range", &format!("{low} {high}"))?;
+    let ports = u64::from(high - low) + 1;
+    lab.step(format!(
+        "At scale: the namespace's ip_local_port_range back to the default {low} {high} ({ports} \
+         ports), tcp_tw_reuse still 0"
+    ));
+    let report = churn::run_in_lesson(lab, cfg)?;
+    let sustainable = ports as f64 / 60.0;
+    lab.fact("churn_port_range", format!("{low} {high}"));
+    lab.fact("churn_first_exhausted_ms", report.first_exhausted_ms);
+    lab.fact(
+        "churn_connections_before_exhaustion",
+        report.connections_before_exhaustion,
+    );
+    lab.fact("churn_sustainable_rate", sustainable.round() as u64);
+    match (
+        report.first_exhausted_ms,
+        report.connections_before_exhaustion,
+    ) {
+        (Some(ms), Some(made)) => lab.say(format!(
+            "connect() failed with EADDRNOTAVAIL after {made} connections, {ms} ms into the \
+             churn; the kernel showed {} client TIME_WAIT sockets at the end",
+            report.samples.last().map_or(0, |s| s.client_time_wait)
+        )),
+        _ => lab.say(format!(
+            "no EADDRNOTAVAIL within {secs} s: {} connections, {} client TIME_WAIT of the {ports} \
+             ports",
+            report.connections,
+            report.samples.last().map_or(0, |s| s.client_time_wait)
+        )),
+    }
+    // The rate over the first sample interval and over the last one.
+    let rate_between = |a: Option<&churn::Sample>, b: &churn::Sample| {
+        let (c0, t0) = a.map_or((0, 0), |a| (a.connections, a.t_ms));
+        (b.connections - c0) as f64 * 1000.0 / (b.t_ms.saturating_sub(t0)).max(1) as f64
+    };
+    if let [first, .., before_last, last] = report.samples.as_slice() {
+        let (early, late) = (
+            rate_between(None, first),
+            rate_between(Some(before_last), last),
+        );
+        lab.fact("churn_rate_first_interval", early.round() as u64);
+        lab.fact("churn_rate_last_interval", late.round() as u64);
+        if late * 4.0 < early {
+            lab.say(format!(
+                "connect() slowed down from {early:.0}/s in the first {:.1} s to {late:.0}/s at \
+                 the end, long before any error: since Linux 4.2 connect() tries the even ports \
+                 of the range first (odd ones are left for bind()), and once they are all in \
+                 TIME_WAIT every connect() walks thousands of busy ports, checking each against \
+                 the socket table, before it finds a free one",
+                first.t_ms as f64 / 1000.0
+            ));
+        }
+    }
+    lab.say(format!(
+        "the arithmetic: {ports} ports, each held 60 s in TIME_WAIT by the side that closed \
+         first, sustain at most {ports} / 60 s = {sustainable:.0} new connections per second to \
+         one server address and port; a client that closes first and connects faster runs out, \
+         however fast connect() is"
+    ));
+    Ok(())
 }
 
 fn grade(
@@ -343,6 +359,9 @@ fn grade(
             PORT_RANGE.1 - PORT_RANGE.0 + 1
         );
     };
+    if let Some(secs) = lab.args.churn_secs {
+        churn_to_exhaustion(lab, secs)?;
+    }
     if lab.narrating() && lab.args.hold.is_some() {
         lab.say(format!(
             "the sockets live in this process's namespace: look with `nsenter -t {} -U -n ss -tan` \

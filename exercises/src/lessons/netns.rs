@@ -1,0 +1,100 @@
+//! A private network namespace for the lessons that flood or tune the kernel (05's churn,
+//! 09's port exhaustion): its own loopback, its own socket table and its own `net.ipv4`
+//! sysctls, gone when the process ends. Nothing on the host is changed or filled.
+//!
+//! unshare(2) only works while the process has a single thread (a new user namespace
+//! requires it), so a lesson calls [`enter`] before it starts any thread.
+
+use std::io;
+
+use anyhow::{Context, Result, bail};
+
+/// Which kind of namespace to try first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefer {
+    /// A network namespace alone when root (the tracepoint tracer stays usable: it needs
+    /// privileges in the initial user namespace), else a user + network namespace.
+    KeepRoot,
+    /// A user + network namespace even for root: the tracer then polls sock_diag, which
+    /// sees this namespace only. For a lesson on a fixed port number, which other
+    /// namespaces (another run of the same lesson) may use at the same time: the
+    /// tracepoint is global and would see them too.
+    UserNamespace,
+}
+
+/// Move this process into a new network namespace and bring its loopback up. Returns what
+/// was created, for the narration.
+pub fn enter(prefer: Prefer) -> Result<&'static str> {
+    // SAFETY: plain syscalls on our own process, which has no other thread yet. The ids are
+    // read before unshare(): inside a new user namespace they read as unmapped (65534).
+    let (uid, gid, euid) = unsafe { (libc::getuid(), libc::getgid(), libc::geteuid()) };
+    let how = if prefer == Prefer::KeepRoot
+        && euid == 0
+        && unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0
+    {
+        "network namespace (as root)"
+    } else if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } == 0 {
+        map_ids(uid, gid)?;
+        "user + network namespace"
+    } else {
+        let userns_error = io::Error::last_os_error();
+        if euid != 0 || unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            bail!(
+                "cannot create a private network namespace (unshare: {userns_error}). Enable \
+                 unprivileged user namespaces (`sysctl user.max_user_namespaces=10000`; on \
+                 Debian/Ubuntu also `sysctl kernel.unprivileged_userns_clone=1`, and on Ubuntu \
+                 24.04 `kernel.apparmor_restrict_unprivileged_userns=0`), or run as root"
+            );
+        }
+        "network namespace (as root)"
+    };
+    loopback_up().context("bring lo up in the new namespace")?;
+    Ok(how)
+}
+
+/// Map our own (outside) uid and gid to root inside the new user namespace, as `unshare -r` does, so
+/// that the namespace's sysctls are writable. setgroups must be denied before an
+/// unprivileged process may write gid_map.
+fn map_ids(uid: libc::uid_t, gid: libc::gid_t) -> Result<()> {
+    match std::fs::write("/proc/self/setgroups", "deny") {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context("write /proc/self/setgroups"),
+    }
+    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
+        .context("write /proc/self/uid_map")?;
+    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
+        .context("write /proc/self/gid_map")?;
+    Ok(())
+}
+
+/// `ip link set lo up`, with the SIOCGIFFLAGS/SIOCSIFFLAGS ioctls: a new namespace starts
+/// with `lo` down.
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: an ordinary socket used only for two interface ioctls on a zeroed ifreq with a
+    // NUL-terminated name, closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
+        if rc == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+        }
+        let err = io::Error::last_os_error();
+        libc::close(fd);
+        if rc == 0 { Ok(()) } else { Err(err) }
+    }
+}
+
+/// Write `/proc/sys/net/ipv4/NAME` (in the namespace: only ours changes).
+pub fn set_ipv4_sysctl(name: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/net/ipv4/{name}");
+    std::fs::write(&path, value).with_context(|| format!("write {value:?} to {path}"))
+}
