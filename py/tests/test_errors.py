@@ -130,6 +130,11 @@ def test_trace_misuse() -> None:
         (("03",), {"timeout": 0}, ValueError, "outside"),
         (("03",), {"backend": "ebpf"}, ValueError, "unknown backend"),
         (("03",), {"backend": 1}, TypeError, "backend must be a str"),
+        (("03",), {"churn_secs": 1}, ValueError, "churn_secs is for lessons 05 and 09"),
+        (("05",), {"churn_secs": 11}, ValueError, "outside"),
+        (("05",), {"churn_secs": "1"}, TypeError, "churn_secs must be a number"),
+        (("05",), {"churn_rate": 100}, ValueError, "churn_rate needs churn_secs"),
+        (("05",), {"churn_secs": 1, "churn_rate": 0}, ValueError, "outside"),
     ],
 )
 def test_run_arguments(

@@ -125,3 +125,15 @@ def test_binaries_shipped_in_package() -> None:
     if not pkg_bin.is_dir():
         pytest.skip("package built without py/build_bins.py (binaries found in target/ instead)")
     assert os.access(pkg_bin / "03-close-wait-leak", os.X_OK)
+
+
+def test_churn_at_a_chosen_rate() -> None:
+    r = tcplab.run("05-server-closes-first", connections=20, churn_secs=1, churn_rate=500)
+    assert r.passed
+    f = r.facts
+    assert f["churn_target_rate"] == 500 and f["churn_closer"] == "server"
+    # Paced: at most the rate (plus one per task), and not far below it.
+    assert 250 <= f["churn_connections"] <= 500 + 8, f
+    last = f["churn_samples"][-1]
+    assert last["client_time_wait"] == 0
+    assert last["server_time_wait"] >= 0.9 * last["connections"], f

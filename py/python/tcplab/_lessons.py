@@ -34,6 +34,12 @@ MAX_CONNECTIONS = 20_000
 DEFAULT_TIMEOUT = 120.0
 """Seconds a lesson may take before its child process is killed (not counting ``hold``)."""
 
+MAX_CHURN_SECS = 10.0
+"""The longest churn phase a lesson accepts (``--churn-secs``)."""
+
+CHURN_LESSONS = ("05", "09")
+"""The lessons with a churn phase."""
+
 BUILD_HINT = (
     "build them with `cargo build --release -p tcplab-exercises --bins` in the tcplab "
     "workspace, then either reinstall the package after `python py/build_bins.py` (which "
@@ -221,6 +227,8 @@ def run(
     hold: float | None = None,
     backend: str = "auto",
     timeout: float = DEFAULT_TIMEOUT,
+    churn_secs: float | None = None,
+    churn_rate: float | None = None,
 ) -> LessonRun:
     """Run a lesson binary in a child process and return its kernel-graded report.
 
@@ -230,7 +238,10 @@ def run(
     lesson has a default). hold: seconds the child keeps its sockets after reporting (0..3600;
     run() returns at once with the child alive, see LessonRun.stop). backend: how the lesson
     watches ("auto", "tracepoint", "poll"). timeout: seconds before the child is killed and
-    TcplabError raised.
+    TcplabError raised. churn_secs (lessons 05 and 09, 0..10): afterwards, run the churn
+    generator that long in a private network namespace; its samples are in
+    ``facts["churn_samples"]``. churn_rate (with churn_secs, 1..1000000): connections per
+    second to aim at instead of full speed.
 
     Raises ValueError for unknown lessons or variants (listing the valid ones) and numbers out
     of range, TypeError for wrong types, TcplabError when the binary is missing or fails.
@@ -247,6 +258,15 @@ def run(
     held = _check_number(hold, "hold", 0, 3600, integer=False)
     limit = _check_number(timeout, "timeout", 0.1, 86_400, integer=False)
     assert limit is not None
+    churn = _check_number(churn_secs, "churn_secs", 0.01, MAX_CHURN_SECS, integer=False)
+    rate = _check_number(churn_rate, "churn_rate", 1, 1_000_000, integer=False)
+    if rate is not None and churn is None:
+        raise ValueError("churn_rate needs churn_secs (how long to churn at that rate)")
+    if churn is not None and lesson_id not in CHURN_LESSONS:
+        raise ValueError(
+            f"churn_secs is for lessons {' and '.join(CHURN_LESSONS)}; lesson {lesson_id} has no "
+            "churn phase"
+        )
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, not {type(backend).__name__}")
     if backend not in ("auto", "tracepoint", "poll"):
@@ -259,6 +279,10 @@ def run(
         args += ["--connections", str(n)]
     if held is not None:
         args += ["--hold", repr(float(held))]
+    if churn is not None:
+        args += ["--churn-secs", repr(float(churn))]
+    if rate is not None:
+        args += ["--churn-rate", repr(float(rate))]
     err = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True
