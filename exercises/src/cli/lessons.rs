@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::runner::{self, Progress};
 use crate::catalog::{Catalog, Lesson};
-use crate::lesson::BackendArg;
+use crate::lesson::{BackendArg, CHURN_LESSONS};
 
 /// Flags passed through to the lesson binaries.
 #[derive(Args, Debug, Clone, Default)]
@@ -27,6 +27,12 @@ pub struct PassThrough {
     /// How the binaries watch state changes.
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
+    /// Lessons 05 and 09: afterwards, run the churn generator this many seconds (at most 10).
+    #[arg(long, value_name = "SECS")]
+    pub churn_secs: Option<f64>,
+    /// With --churn-secs: connections per second to aim at instead of full speed.
+    #[arg(long, value_name = "PER_SEC", requires = "churn_secs")]
+    pub churn_rate: Option<f64>,
 }
 
 impl PassThrough {
@@ -45,6 +51,12 @@ impl PassThrough {
                 BackendArg::Poll => "poll",
             };
             out.extend(["--backend".to_string(), name.to_string()]);
+        }
+        if let Some(secs) = self.churn_secs {
+            out.extend(["--churn-secs".to_string(), secs.to_string()]);
+        }
+        if let Some(rate) = self.churn_rate {
+            out.extend(["--churn-rate".to_string(), rate.to_string()]);
         }
         out
     }
@@ -206,6 +218,12 @@ pub fn side_by_side(lesson: &Lesson, reports: &[(String, Value)]) -> String {
             let v = match &r["facts"][key] {
                 Value::Null => "-".to_string(),
                 Value::String(s) => s.clone(),
+                // A list (the churn's samples) does not fit a cell: its length does.
+                Value::Array(items) => format!("[{} items]", items.len()),
+                Value::Number(n) => match n.as_f64() {
+                    Some(x) if n.is_f64() => format!("{x:.2}"),
+                    _ => n.to_string(),
+                },
                 other => other.to_string(),
             };
             out.push_str(&format!("{v:<width$}"));
@@ -268,6 +286,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let catalog = Catalog::builtin();
     let lesson = catalog.require(&args.lesson)?;
     let names = chosen_binaries(lesson, args.variant.as_deref())?;
+    if args.pass.churn_secs.is_some() && !CHURN_LESSONS.contains(&lesson.id.as_str()) {
+        bail!(
+            "--churn-secs is for lessons {}; lesson {} has no churn phase",
+            CHURN_LESSONS.join(" and "),
+            lesson.id
+        );
+    }
     let ok = show_lesson(lesson, &names, args.narrate, &args.pass)?;
     println!("\n{}", lesson.summary);
     Ok(if ok {
