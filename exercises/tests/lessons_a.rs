@@ -178,6 +178,11 @@ fn churn_flags_are_refused_where_they_do_not_apply() {
         &["--churn-secs", "11"],
         "--churn-secs 11 is outside",
     );
+    refused(
+        "tcplab",
+        &["run", "03", "--churn-secs", "1"],
+        "--churn-secs is for lessons 05 and 09",
+    );
     // clap: a rate without a churn.
     refused(
         "05-server-closes-first",
