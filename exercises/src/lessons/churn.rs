@@ -318,20 +318,30 @@ pub fn run_in_lesson(lab: &mut Lab, cfg: Config) -> Result<ChurnReport> {
         cfg.secs
     ));
     let narrating = lab.narrating();
+    let show = |s: &Sample| {
+        print_line(&format!(
+            "    t={:>5.1} s  connections {:>7}  TIME_WAIT server {:>6} client {:>6}  (snapshot {:.0} ms)",
+            s.t_ms as f64 / 1000.0,
+            s.connections,
+            s.server_time_wait,
+            s.client_time_wait,
+            s.snapshot_ms
+        ))
+    };
+    // About one line a second while it runs, and always the last sample.
     let mut last_shown: Option<u64> = None;
     let report = run(cfg, |s| {
         if narrating && last_shown.is_none_or(|t| s.t_ms >= t + 900) {
             last_shown = Some(s.t_ms);
-            print_line(&format!(
-                "    t={:>5.1} s  connections {:>7}  TIME_WAIT server {:>6} client {:>6}  (snapshot {:.0} ms)",
-                s.t_ms as f64 / 1000.0,
-                s.connections,
-                s.server_time_wait,
-                s.client_time_wait,
-                s.snapshot_ms
-            ));
+            show(s);
         }
     })?;
+    if let Some(last) = report.samples.last()
+        && narrating
+        && last_shown != Some(last.t_ms)
+    {
+        show(last);
+    }
     let per_cpu = report.connections as f64 / report.cpu_secs.max(1e-3);
     lab.say(format!(
         "{} connections in {:.2} s: {:.0} connections/s ({} failed); peak TIME_WAIT {}",

@@ -247,8 +247,8 @@ fn churn_to_exhaustion(lab: &mut Lab, secs: f64) -> Result<()> {
         if late * 4.0 < early {
             lab.say(format!(
                 "connect() slowed down from {early:.0}/s in the first {:.1} s to {late:.0}/s at \
-                 the end, long before any error: since Linux 4.2 connect() tries the even ports \
-                 of the range first (odd ones are left for bind()), and once they are all in \
+                 the end, long before any error: since Linux 4.2 (commit 07f4c90062f8) connect() \
+                 tries the even ports of the range first, leaving odd ones to bind(), and once they are all in \
                  TIME_WAIT every connect() walks thousands of busy ports, checking each against \
                  the socket table, before it finds a free one",
                 first.t_ms as f64 / 1000.0
