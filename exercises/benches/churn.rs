@@ -8,17 +8,14 @@
 //! unprivileged user namespaces (the namespace); says so and stops otherwise. Left out on
 //! purpose: --churn-rate (a paced churn measures the pacing, not the machine).
 
+mod common;
+
+use common::env_or;
+
 use std::process::Command;
 
 use tcplab_exercises::lessons::churn::{self, Closer, Config};
 use tcplab_exercises::lessons::netns;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -10,6 +10,10 @@
 //! first. Left out on purpose: statistics over many runs (this is a capacity check, not a
 //! micro-benchmark), and the poll backend, which by design samples rather than records.
 
+mod common;
+
+use common::env_or;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -23,13 +27,6 @@ use tcplab_core::{Source, TcpState};
 const PORTS: usize = 4;
 const CLIENTS: usize = 4;
 const EVENTS_PER_CONNECTION: u64 = 10;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     if !is_root() {
