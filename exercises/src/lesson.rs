@@ -382,16 +382,31 @@ impl Lab {
     /// change in the kernel, and the tracer's TIME_WAIT rechecks walk the whole socket table,
     /// which the churn fills with tens of thousands of TIME_WAIT sockets.
     pub fn stop_watching(&mut self) -> Result<()> {
-        if let Some(tracer) = take_tracer() {
-            self.timeline = tracer.stop()?;
+        if self.stop_tracer()? {
+            self.say(format!(
+                "stopped the {} tracer: its timeline ({} events) covers the lesson up to here",
+                self.backend,
+                self.timeline.events.len()
+            ));
         }
         Ok(())
+    }
+
+    /// Stop the tracer, if one runs, and keep its timeline; says whether one ran.
+    fn stop_tracer(&mut self) -> Result<bool> {
+        match take_tracer() {
+            Some(tracer) => {
+                self.timeline = tracer.stop()?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Print the verdict (or the JSON report), then hold the process if asked. Call it while
     /// the lesson's sockets are still alive, so `--hold` keeps them.
     pub fn finish(&mut self, verdict: Verdict, observed: Sides, why: &str) -> Result<()> {
-        self.stop_watching()?;
+        self.stop_tracer()?;
         let report = Report {
             lesson: self.lesson.id.clone(),
             binary: self.binary.name.clone(),
