@@ -217,3 +217,23 @@ fn l06_works_without_root() {
     assert_eq!(fact(&r, "bind_error").as_str(), Some("EADDRINUSE"), "{r}");
     assert_eq!(num(&r, "server_time_wait"), 1, "{r}");
 }
+
+/// The tour passes the churn flags to the lessons that have a churn phase and leaves the
+/// others alone (lesson 03 would refuse them).
+#[test]
+fn tour_passes_churn_flags_only_where_they_apply() {
+    let out = Command::new(binary_path("tcplab"))
+        .args(["tour", "--lessons", "03,05", "--no-pause"])
+        .args(["--churn-secs", "0.3", "-n", "20"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stdout.contains("cannot create a private network namespace") {
+        eprintln!("skipping: no private network namespace here");
+        return;
+    }
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("could not run"), "{stdout}");
+    assert_eq!(stdout.matches("churn_rate_per_sec").count(), 1, "{stdout}");
+}

@@ -36,6 +36,21 @@ pub struct PassThrough {
 }
 
 impl PassThrough {
+    /// The flags for one of `lesson`'s binaries: the churn flags go to lessons with a churn
+    /// phase only (`run` refuses them for the others; the tour passes them where they apply).
+    fn args_for(&self, lesson: &Lesson) -> Vec<String> {
+        if CHURN_LESSONS.contains(&lesson.id.as_str()) {
+            self.args()
+        } else {
+            PassThrough {
+                churn_secs: None,
+                churn_rate: None,
+                ..self.clone()
+            }
+            .args()
+        }
+    }
+
     fn args(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(n) = self.connections {
@@ -259,7 +274,7 @@ fn show_lesson(lesson: &Lesson, names: &[&str], narrate: bool, pass: &PassThroug
     if narrate {
         let mut ok = true;
         for name in names {
-            let out = runner::run_binary(name, &pass.args(), false)?;
+            let out = runner::run_binary(name, &pass.args_for(lesson), false)?;
             ok &= out.success;
         }
         return Ok(ok);
@@ -273,7 +288,7 @@ fn show_lesson(lesson: &Lesson, names: &[&str], narrate: bool, pass: &PassThroug
     let mut reports = Vec::new();
     for name in names {
         bar.set_message(name.to_string());
-        let report = runner::run_report(name, &pass.args());
+        let report = runner::run_report(name, &pass.args_for(lesson));
         bar.inc(1);
         reports.push((name.to_string(), report?));
     }
