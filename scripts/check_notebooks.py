@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -91,12 +92,18 @@ def install_kernel_spec(folder: Path) -> None:
 
 def execute(path: Path) -> tuple[bool, float]:
     """Run one notebook top to bottom; returns (ok, seconds). Prints the failing cell."""
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     nb = nbformat.read(path, as_version=4)
+    # The kernel talks to us over Unix sockets in a private folder, not over loopback TCP
+    # ports: nothing to collide with, nothing another user could connect to.
+    sockets = tempfile.mkdtemp(prefix="tcplab-kernel-")
+    km = KernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=str(Path(sockets) / "k"))
     client = NotebookClient(
         nb,
+        km=km,
         kernel_name=KERNEL_NAME,
         timeout=CELL_TIMEOUT,
         allow_errors=False,
@@ -137,6 +144,11 @@ def execute(path: Path) -> tuple[bool, float]:
         TimeoutError,
     ) as exc:  # kernel died or never started
         error = f"{type(exc).__name__}: {exc}"
+    finally:
+        # A client given its kernel manager leaves the kernel running: stop it here.
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+        shutil.rmtree(sockets, ignore_errors=True)
     seconds = time.monotonic() - start
     if not error:
         return True, seconds
