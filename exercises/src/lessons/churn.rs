@@ -192,8 +192,12 @@ pub fn run(cfg: Config, mut on_sample: impl FnMut(&Sample)) -> Result<ChurnRepor
                 [127, 0, 0, 1],
                 ports[t % ports.len()],
             ))),
-            // Each task's share of the rate: one connection every TASKS / rate seconds.
-            interval: cfg.rate.map(|r| Duration::from_secs_f64(TASKS as f64 / r)),
+            // Each task's share of the rate: one connection every TASKS / rate seconds, the
+            // tasks staggered by 1 / rate so that the connections come evenly spaced.
+            pace: cfg.rate.map(|r| Pace {
+                every: Duration::from_secs_f64(TASKS as f64 / r),
+                first: Duration::from_secs_f64(t as f64 / r),
+            }),
         });
     }
     drop(listeners);
@@ -388,7 +392,14 @@ fn join_all(workers: Vec<std::thread::JoinHandle<io::Result<()>>>) -> Result<()>
 struct Task {
     listener: std::net::TcpListener,
     addr: SockAddr,
-    interval: Option<Duration>,
+    pace: Option<Pace>,
+}
+
+/// When a paced task makes its connections: at `first`, then every `every`.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    every: Duration,
+    first: Duration,
 }
 
 /// One worker thread: a single-threaded runtime running its tasks until the stop flag.
@@ -412,7 +423,7 @@ fn churn_worker(
             running.spawn(churn_task(
                 listener,
                 task.addr,
-                task.interval,
+                task.pace,
                 closer,
                 stop_when_exhausted,
                 shared.clone(),
@@ -427,7 +438,7 @@ fn churn_worker(
 async fn churn_task(
     listener: AsyncFd<std::net::TcpListener>,
     addr: SockAddr,
-    interval: Option<Duration>,
+    pace: Option<Pace>,
     closer: Closer,
     stop_when_exhausted: bool,
     shared: Arc<Shared>,
@@ -435,9 +446,20 @@ async fn churn_task(
     let start = tokio::time::Instant::now();
     let mut n: u32 = 0;
     while !shared.stop.load(Ordering::Relaxed) {
-        if let Some(every) = interval {
-            // Paced against the start, so a late wake-up is caught up, not lost.
-            tokio::time::sleep_until(start + every * n).await;
+        if let Some(pace) = pace {
+            // Paced against the start, so a late wake-up is caught up, not lost; in naps of
+            // at most 50 ms, so that a stop is seen at once even at one connection a second.
+            let due = start + pace.first + pace.every * n;
+            loop {
+                let now = tokio::time::Instant::now();
+                if now >= due || shared.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                tokio::time::sleep_until(due.min(now + Duration::from_millis(50))).await;
+            }
+            if shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
         }
         n = n.wrapping_add(1);
         let one =
