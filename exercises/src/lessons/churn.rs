@@ -77,6 +77,21 @@ impl Config {
         }
     }
 
+    /// The churn a lesson's flags ask for (`--churn-secs`, `--churn-rate`), checked, or `None`
+    /// without `--churn-secs`. Lessons call it first, so that a bad value is refused before
+    /// anything runs.
+    pub fn from_lesson_args(lab: &Lab, closer: Closer) -> Result<Option<Config>> {
+        let Some(secs) = lab.args.churn_secs else {
+            return Ok(None);
+        };
+        let cfg = Config {
+            rate: lab.args.churn_rate,
+            ..Config::new(secs, closer)
+        };
+        cfg.check()?;
+        Ok(Some(cfg))
+    }
+
     /// Refuse values the churn cannot honour, with what to do instead.
     pub fn check(&self) -> Result<()> {
         if !(self.secs > 0.0 && self.secs <= MAX_SECS) {

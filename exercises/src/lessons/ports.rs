@@ -152,6 +152,7 @@ fn serve(listener: TcpListener, stop: Arc<AtomicBool>) -> JoinHandle<()> {
 /// Run the lesson: namespace, server, the binary's client loop, then the kernel's view.
 pub fn run(lab: &mut Lab, send_requests: fn(SocketAddr, usize) -> Outcome) -> Result<()> {
     let n = lab.connections(DEFAULT_REQUESTS, 3)?;
+    let churn = churn::Config::from_lesson_args(lab, churn::Closer::Client)?;
     lab.step("Enter a private network namespace (nothing on the host is touched)");
     // A user namespace even for root: the server listens on the fixed port 8080, which
     // parallel runs of this lesson use in their own namespaces; sock_diag polling sees only
@@ -181,7 +182,7 @@ pub fn run(lab: &mut Lab, send_requests: fn(SocketAddr, usize) -> Outcome) -> Re
     lab.show("before any request")?;
 
     lab.step(format!("The client sends {n} requests"));
-    let result = grade(lab, addr, n, send_requests);
+    let result = grade(lab, addr, n, send_requests, churn);
     stop.store(true, Ordering::Relaxed);
     let _ = server.join();
     result
@@ -193,12 +194,13 @@ pub const DEFAULT_PORT_RANGE: (u16, u16) = (32768, 60999);
 /// `--churn-secs`: the same mistake at full speed with the default port range. A client that
 /// closes first keeps each local port in TIME_WAIT for 60 s; against one server address and
 /// port it has ~28k of them.
-fn churn_to_exhaustion(lab: &mut Lab, secs: f64) -> Result<()> {
-    let mut cfg = churn::Config::new(secs, churn::Closer::Client);
-    cfg.rate = lab.args.churn_rate;
-    cfg.ports = 1;
-    cfg.stop_when_exhausted = true;
-    cfg.check()?;
+fn churn_to_exhaustion(lab: &mut Lab, cfg: churn::Config) -> Result<()> {
+    let cfg = churn::Config {
+        ports: 1,
+        stop_when_exhausted: true,
+        ..cfg
+    };
+    let secs = cfg.secs;
     lab.stop_watching()?;
     let (low, high) = DEFAULT_PORT_RANGE;
     netns::set_ipv4_sysctl("ip_local_port_range", &format!("{low} {high}"))?;
@@ -247,10 +249,10 @@ fn churn_to_exhaustion(lab: &mut Lab, secs: f64) -> Result<()> {
         if late * 4.0 < early {
             lab.say(format!(
                 "connect() slowed down from {early:.0}/s in the first {:.1} s to {late:.0}/s at \
-                 the end, long before any error: since Linux 4.2 (commit 07f4c90062f8) connect() \
-                 tries the even ports of the range first, leaving odd ones to bind(), and once they are all in \
-                 TIME_WAIT every connect() walks thousands of busy ports, checking each against \
-                 the socket table, before it finds a free one",
+                 the end, long before any error: since Linux 4.2 (commit 07f4c90062f8) \
+                 connect() tries the even ports of the range first, leaving odd ones to bind(), \
+                 and once they are all in TIME_WAIT every connect() walks thousands of busy \
+                 ports, checking each against the socket table, before it finds a free one",
                 first.t_ms as f64 / 1000.0
             ));
         }
@@ -269,6 +271,7 @@ fn grade(
     addr: SocketAddr,
     n: usize,
     send_requests: fn(SocketAddr, usize) -> Outcome,
+    churn: Option<churn::Config>,
 ) -> Result<()> {
     let out = send_requests(addr, n);
     let errno = out.error.as_ref().and_then(|e| e.raw_os_error());
@@ -359,8 +362,8 @@ fn grade(
             PORT_RANGE.1 - PORT_RANGE.0 + 1
         );
     };
-    if let Some(secs) = lab.args.churn_secs {
-        churn_to_exhaustion(lab, secs)?;
+    if let Some(cfg) = churn {
+        churn_to_exhaustion(lab, cfg)?;
     }
     if lab.narrating() && lab.args.hold.is_some() {
         lab.say(format!(

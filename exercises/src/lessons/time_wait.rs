@@ -38,11 +38,8 @@ pub type Side = fn(TcpStream) -> io::Result<()>;
 pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
     // The churn's namespace must come first: the kernel makes a user namespace only for a
     // process that has not started any thread yet.
-    let churn_secs = lab.args.churn_secs;
-    if let Some(secs) = churn_secs {
-        let mut cfg = churn::Config::new(secs, Closer::Server);
-        cfg.rate = lab.args.churn_rate;
-        cfg.check()?;
+    let churn = churn::Config::from_lesson_args(lab, Closer::Server)?;
+    if churn.is_some() {
         let how = netns::enter(netns::Prefer::KeepRoot)?;
         lab.step(format!("--churn-secs: this run moved into a new {how}"));
         lab.say(
@@ -154,8 +151,9 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
         );
     };
 
-    if let Some(secs) = churn_secs {
-        let closer = if verdict == Verdict::Leak {
+    if let Some(mut cfg) = churn {
+        // The same side closes first as in the lesson's own connections.
+        cfg.closer = if verdict == Verdict::Leak {
             Closer::Server
         } else {
             Closer::Client
@@ -163,15 +161,14 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
         // The lesson's own connections are graded; their TIME_WAIT timers run for another
         // minute, longer than the run. Stop tracing them so the churn gets both cores.
         lab.stop_watching()?;
-        run_churn(lab, secs, closer)?;
+        run_churn(lab, cfg)?;
     }
     lab.finish(verdict, seen, &why)
 }
 
 /// The churn and its arithmetic, narrated and put into the facts.
-fn run_churn(lab: &mut Lab, secs: f64, closer: Closer) -> Result<()> {
-    let mut cfg = churn::Config::new(secs, closer);
-    cfg.rate = lab.args.churn_rate;
+fn run_churn(lab: &mut Lab, cfg: churn::Config) -> Result<()> {
+    let closer = cfg.closer;
     let report = churn::run_in_lesson(lab, cfg)?;
     // Rounded, so that the narrated arithmetic adds up.
     let rate = report.rate_per_sec.round();
