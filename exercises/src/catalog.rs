@@ -52,6 +52,9 @@ pub struct Lesson {
     pub chapter: String,
     pub notebook: String,
     pub hints: Vec<String>,
+    /// Whether the lesson has a churn phase (`--churn-secs`, `--churn-rate`).
+    #[serde(default)]
+    pub churn: bool,
     #[serde(rename = "binary")]
     pub binaries: Vec<Binary>,
 }
@@ -92,6 +95,15 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The ids of the lessons with a churn phase.
+    pub fn churn_lessons(&self) -> Vec<&str> {
+        self.lessons
+            .iter()
+            .filter(|l| l.churn)
+            .map(|l| l.id.as_str())
+            .collect()
+    }
+
     /// The catalog built into this binary.
     pub fn builtin() -> Catalog {
         // The file is checked by the tests; a broken catalog cannot be shipped.

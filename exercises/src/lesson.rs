@@ -59,9 +59,6 @@ pub struct LessonArgs {
     pub churn_rate: Option<f64>,
 }
 
-/// The lessons that have a churn phase (`--churn-secs`).
-pub const CHURN_LESSONS: [&str; 2] = ["05", "09"];
-
 /// `--backend` values.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendArg {
@@ -208,11 +205,10 @@ impl Lab {
         let (lesson, binary) = catalog
             .binary(name)
             .with_context(|| format!("{name} is not in exercises/lessons.toml"))?;
-        if args.churn_secs.is_some() && !CHURN_LESSONS.contains(&lesson.id.as_str()) {
+        if args.churn_secs.is_some() && !lesson.churn {
             bail!(
-                "--churn-secs is for lessons {} (TIME_WAIT at scale, port exhaustion); lesson {} \
-                 has no churn phase",
-                CHURN_LESSONS.join(" and "),
+                "--churn-secs is for lessons {}; lesson {} has no churn phase",
+                catalog.churn_lessons().join(" and "),
                 lesson.id
             );
         }

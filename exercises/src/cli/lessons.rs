@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::runner::{self, Progress};
 use crate::catalog::{Catalog, Lesson};
-use crate::lesson::{BackendArg, CHURN_LESSONS};
+use crate::lesson::BackendArg;
 
 /// Flags passed through to the lesson binaries.
 #[derive(Args, Debug, Clone, Default)]
@@ -39,7 +39,7 @@ impl PassThrough {
     /// The flags for one of `lesson`'s binaries: the churn flags go to lessons with a churn
     /// phase only (`run` refuses them for the others; the tour passes them where they apply).
     fn args_for(&self, lesson: &Lesson) -> Vec<String> {
-        if CHURN_LESSONS.contains(&lesson.id.as_str()) {
+        if lesson.churn {
             self.args()
         } else {
             PassThrough {
@@ -301,10 +301,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let catalog = Catalog::builtin();
     let lesson = catalog.require(&args.lesson)?;
     let names = chosen_binaries(lesson, args.variant.as_deref())?;
-    if args.pass.churn_secs.is_some() && !CHURN_LESSONS.contains(&lesson.id.as_str()) {
+    if args.pass.churn_secs.is_some() && !lesson.churn {
         bail!(
             "--churn-secs is for lessons {}; lesson {} has no churn phase",
-            CHURN_LESSONS.join(" and "),
+            catalog.churn_lessons().join(" and "),
             lesson.id
         );
     }

@@ -26,6 +26,9 @@ pub const BACKLOG: i32 = 4;
 /// How long one client waits for its connect() before moving on (its socket stays open).
 const CONNECT_WAIT: Duration = Duration::from_millis(100);
 
+/// How long a client waits for a full accept queue to get room before it connects anyway.
+const QUEUE_SETTLE: Duration = Duration::from_millis(100);
+
 /// How long to watch the clients after the last connect(): past the first SYN retransmission
 /// (1 s), so a client whose SYN was dropped has had its second chance.
 const SETTLE: Duration = Duration::from_millis(1500);
@@ -93,6 +96,15 @@ pub fn run(lab: &mut Lab, serve: fn(TcpListener, &AtomicBool) -> Vec<TcpStream>)
     let mut connected = 0;
     let mut queue_max = 0;
     for i in 1..=n {
+        // A full queue drops the SYN. Give an accepting server (a thread that a loaded machine
+        // may not have run for a while) up to QUEUE_SETTLE to make room first, so that what
+        // the next client sees is the program's doing, not the scheduler's. A server that
+        // never accepts leaves the queue full, and the client goes ahead after the wait.
+        let settle = Instant::now() + QUEUE_SETTLE;
+        while listen_queue(lab)?.is_some_and(|(q, backlog)| q > backlog) && Instant::now() < settle
+        {
+            thread::sleep(Duration::from_millis(2));
+        }
         let t0 = Instant::now();
         let (socket, done) = connect_client(addr)?;
         let took = t0.elapsed();

@@ -37,9 +37,6 @@ DEFAULT_TIMEOUT = 120.0
 MAX_CHURN_SECS = 10.0
 """The longest churn phase a lesson accepts (``--churn-secs``)."""
 
-CHURN_LESSONS = ("05", "09")
-"""The lessons with a churn phase."""
-
 BUILD_HINT = (
     "build them with `cargo build --release -p tcplab-exercises --bins` in the tcplab "
     "workspace, then either reinstall the package after `python py/build_bins.py` (which "
@@ -52,7 +49,8 @@ _live: weakref.WeakSet[LessonRun] = weakref.WeakSet()
 def lessons() -> list[dict[str, Any]]:
     """The lesson catalog (exercises/lessons.toml), one dict per lesson.
 
-    Keys: id, slug, title, summary, chapter, notebook, hints, and binary: a list of
+    Keys: id, slug, title, summary, chapter, notebook, hints, churn (True when the lesson has
+    a churn phase, see run()'s churn_secs), and binary: a list of
     {"name", "expect", "student"} (expect is the verdict the kernel must give: "leak" or
     "clean").
 
@@ -262,9 +260,10 @@ def run(
     rate = _check_number(churn_rate, "churn_rate", 1, 1_000_000, integer=False)
     if rate is not None and churn is None:
         raise ValueError("churn_rate needs churn_secs (how long to churn at that rate)")
-    if churn is not None and lesson_id not in CHURN_LESSONS:
+    churn_lessons = [x["id"] for x in lessons() if x.get("churn")]
+    if churn is not None and lesson_id not in churn_lessons:
         raise ValueError(
-            f"churn_secs is for lessons {' and '.join(CHURN_LESSONS)}; lesson {lesson_id} has no "
+            f"churn_secs is for lessons {' and '.join(churn_lessons)}; lesson {lesson_id} has no "
             "churn phase"
         )
     if not isinstance(backend, str):
