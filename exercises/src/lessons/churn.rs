@@ -316,8 +316,8 @@ pub fn run(cfg: Config, mut on_sample: impl FnMut(&Sample)) -> Result<ChurnRepor
 
 /// Run the churn inside a lesson: narrate the samples as they come (about one a second),
 /// then what it did, and record the common `churn_*` facts. The lesson adds its arithmetic.
+/// `cfg` comes from [`Config::from_lesson_args`], already checked ([`run`] checks it again).
 pub fn run_in_lesson(lab: &mut Lab, cfg: Config) -> Result<ChurnReport> {
-    cfg.check()?;
     let who = match cfg.closer {
         Closer::Server => "the server",
         Closer::Client => "the client",
