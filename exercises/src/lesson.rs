@@ -174,6 +174,10 @@ pub struct Report {
     pub verdict: Verdict,
     pub expected: Verdict,
     pub observed: Sides,
+    /// Why the verdict is what it is, one sentence each: first every piece of evidence that
+    /// failed (a descriptor still held, a reset where a graceful close was due, work left
+    /// undone), then the lesson's own conclusion.
+    pub reasons: Vec<String>,
     pub facts: serde_json::Map<String, serde_json::Value>,
     pub timeline: Timeline,
 }
@@ -192,6 +196,10 @@ pub struct Lab {
     /// program that had the same port number (say a client of it, still in TIME_WAIT). They
     /// are not this lesson's and are left out of every view.
     stale: Mutex<HashMap<(SocketAddr, SocketAddr), u64>>,
+    /// Evidence that failed: each makes the verdict a leak, whatever the lesson concluded.
+    failed: Vec<String>,
+    /// How to look inside the lesson's private network namespace, when it made one.
+    netns: Option<String>,
 }
 
 impl Lab {
@@ -202,9 +210,12 @@ impl Lab {
             }
         }
         let catalog = Catalog::builtin();
-        let (lesson, binary) = catalog
-            .binary(name)
-            .with_context(|| format!("{name} is not in exercises/lessons.toml"))?;
+        let (lesson, binary) = catalog.program(name).with_context(|| {
+            format!(
+                "{name} is not in exercises/lessons.toml, and its name does not start with the \
+                 id of a lesson that has a student copy (such as `03-`)"
+            )
+        })?;
         if args.churn_secs.is_some() && !lesson.churn {
             bail!(
                 "--churn-secs is for lessons {}; lesson {} has no churn phase",
@@ -222,6 +233,8 @@ impl Lab {
             timeline: Timeline::new(),
             facts: serde_json::Map::new(),
             stale: Mutex::new(HashMap::new()),
+            failed: Vec::new(),
+            netns: None,
         })
     }
 
@@ -368,6 +381,77 @@ impl Lab {
         self.facts.insert(key.to_string(), v);
     }
 
+    /// A piece of evidence the verdict rests on: when `holds` is false, `sentence` says what
+    /// went wrong and the verdict becomes a leak, whatever the lesson concludes otherwise.
+    /// This is how a grader refuses a fix that only hides the symptom.
+    pub fn require(&mut self, holds: bool, sentence: impl Into<String>) {
+        if !holds {
+            let sentence = sentence.into();
+            self.say(format!("evidence against a clean close: {sentence}"));
+            self.failed.push(sentence);
+        }
+    }
+
+    /// The server's sockets this process still holds a descriptor for although their
+    /// connection is over or closing from the peer's end (CLOSE_WAIT, LAST_ACK, CLOSING, or
+    /// CLOSE after a shutdown()). Read from the descriptor table and TCP_INFO, not from what
+    /// the program did: a handler that shuts the socket down but keeps the stream shows here.
+    pub fn held_after_peer_closed(&self) -> Result<Vec<observe::fds::HeldSocket>> {
+        let port = self.server_port()?;
+        Ok(observe::fds::held_tcp_sockets()
+            .into_iter()
+            .filter(|h| h.local.map(|a| a.port()) == Some(port))
+            .filter(|h| {
+                matches!(
+                    h.state,
+                    TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::Close
+                )
+            })
+            .collect())
+    }
+
+    /// Require that the server holds no descriptor for a connection its clients closed
+    /// (after [`CLOSE_GRACE`] for a slow thread), and record the count as a fact.
+    pub fn require_no_held_descriptors(&mut self) -> Result<usize> {
+        let deadline = Instant::now() + CLOSE_GRACE;
+        let mut held = self.held_after_peer_closed()?;
+        while !held.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            held = self.held_after_peer_closed()?;
+        }
+        let n = held.len();
+        self.fact("server_descriptors_held", n);
+        let mut states: BTreeMap<TcpState, usize> = BTreeMap::new();
+        for h in &held {
+            *states.entry(h.state).or_default() += 1;
+        }
+        let states = states
+            .iter()
+            .map(|(s, n)| format!("{n} in {s}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.require(
+            n == 0,
+            format!(
+                "the server process still holds {n} socket descriptors for connections its \
+                 clients closed ({states}): shutdown() or a peer's FIN ends the connection, but \
+                 only close() (dropping the stream) gives the descriptor back"
+            ),
+        );
+        Ok(n)
+    }
+
+    /// Say that the lesson runs in a private network namespace, so that `--hold` tells how
+    /// to look inside it (the host's `tcplab snapshot` cannot see its sockets).
+    pub fn in_private_namespace(&mut self, user_namespace: bool) {
+        let pid = std::process::id();
+        self.netns = Some(if user_namespace {
+            format!("nsenter -t {pid} -U -n --preserve-credentials")
+        } else {
+            format!("sudo nsenter -t {pid} -n")
+        });
+    }
+
     /// Milliseconds since the lesson started.
     pub fn elapsed_ms(&self) -> u128 {
         self.started.elapsed().as_millis()
@@ -403,6 +487,19 @@ impl Lab {
     /// the lesson's sockets are still alive, so `--hold` keeps them.
     pub fn finish(&mut self, verdict: Verdict, observed: Sides, why: &str) -> Result<()> {
         self.stop_tracer()?;
+        let mut reasons = self.failed.clone();
+        let verdict = if self.failed.is_empty() {
+            reasons.push(why.to_string());
+            verdict
+        } else {
+            if verdict == Verdict::Clean {
+                reasons.push(format!("the socket table alone looked clean ({why})"));
+            } else {
+                reasons.push(why.to_string());
+            }
+            Verdict::Leak
+        };
+        let why = reasons.join("; ");
         let report = Report {
             lesson: self.lesson.id.clone(),
             binary: self.binary.name.clone(),
@@ -411,6 +508,7 @@ impl Lab {
             verdict,
             expected: self.binary.expect,
             observed,
+            reasons,
             facts: self.facts.clone(),
             timeline: std::mem::take(&mut self.timeline),
         };
@@ -431,8 +529,16 @@ impl Lab {
         if let Some(secs) = self.args.hold {
             if self.narrating() {
                 let port = self.server_port.unwrap_or(0);
+                let look = match &self.netns {
+                    Some(enter) => format!(
+                        "the lesson runs in a private network namespace, so look from inside it: \
+                         `{enter} {} snapshot --port {port}`",
+                        runner_path()
+                    ),
+                    None => format!("look with `{} snapshot --port {port}`", runner_path()),
+                };
                 print_line(&format!(
-                    "holding the sockets for {secs} s (port {port}): look with `tcplab snapshot --port {port}`"
+                    "holding the sockets for {secs} s (port {port}): {look}"
                 ));
             }
             std::thread::sleep(Duration::from_secs_f64(secs));
@@ -448,6 +554,17 @@ fn lesson_query(port: u16) -> Query {
         family: observe::Family::V4,
         ..Query::ports(&[port])
     }
+}
+
+/// The runner's path, for commands the narration suggests: beside this binary when it is
+/// there (so it works from any folder), else `tcplab`.
+fn runner_path() -> String {
+    std::env::current_exe()
+        .ok()
+        .map(|me| me.with_file_name("tcplab"))
+        .filter(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "tcplab".to_string())
 }
 
 /// Print a line of narration. A closed stdout (`| head`) must not stop the lesson, which

@@ -3,5 +3,6 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod desk;
 pub mod lesson;
 pub mod lessons;

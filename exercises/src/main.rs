@@ -29,11 +29,13 @@ enum Command {
     List(cli::lessons::ListArgs),
     /// Run a lesson's binaries and show what the kernel reported, side by side.
     Run(cli::lessons::RunArgs),
-    /// Grade your edited lesson: passes when the kernel shows it clean.
+    /// Make your own copy of a lesson's leaking program to edit (in exercises/desk/).
+    Start(cli::lessons::StartArgs),
+    /// Grade your copy: passes when the kernel shows the problem gone and nothing hidden.
     Check(cli::lessons::CheckArgs),
-    /// Hints for a lesson.
-    Hint(cli::lessons::LessonKey),
-    /// Restore a lesson's file as last committed.
+    /// The next hint for a lesson (`--all` for every hint).
+    Hint(cli::lessons::HintArgs),
+    /// A fresh copy of a lesson to edit; yours is kept as a backup.
     Reset(cli::lessons::ResetArgs),
     /// The guided tour: every lesson, leaking and fixed, graded by the kernel.
     Tour(cli::lessons::TourArgs),
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => cli::watch::run(&args),
         Command::List(args) => cli::lessons::list(&args),
         Command::Run(args) => cli::lessons::run(&args),
+        Command::Start(args) => cli::lessons::start(&args),
         Command::Check(args) => cli::lessons::check(&args),
         Command::Hint(args) => cli::lessons::hint(&args),
         Command::Reset(args) => cli::lessons::reset(&args),

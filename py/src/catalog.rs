@@ -7,7 +7,7 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PyString};
-use tcplab_exercises::catalog::{Catalog, Lesson};
+use tcplab_exercises::catalog::{Catalog, Choice};
 
 use crate::errors::type_name;
 
@@ -50,14 +50,6 @@ fn list_lessons(c: &Catalog) -> String {
     )
 }
 
-fn list_binaries(l: &Lesson) -> String {
-    l.binaries
-        .iter()
-        .map(|b| format!("{:?} ({})", b.variant(), b.name))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Resolve a lesson key and an optional variant to (lesson id, binary name, expected verdict).
 /// Without a variant, the student's binary (the leaking one).
 #[pyfunction]
@@ -72,8 +64,9 @@ pub fn _resolve(
         PyValueError::new_err(format!("unknown lesson {key:?}; {}", list_lessons(&c)))
     })?;
     // A full binary name given as the lesson picks that binary.
-    let by_name = l.binaries.iter().find(|b| b.name == key.trim());
-    let bin = match (variant, by_name) {
+    let key = key.trim();
+    let by_name = l.binaries.iter().find(|b| b.name == key);
+    let choice = match (variant, by_name) {
         (Some(v), _) if !v.is_none() => {
             if !v.is_instance_of::<PyString>() {
                 return Err(PyTypeError::new_err(format!(
@@ -82,18 +75,23 @@ pub fn _resolve(
                 )));
             }
             let v: String = v.extract()?;
-            l.binary(v.trim()).ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "lesson {} has no variant {v:?}; its binaries are: {}",
-                    l.id,
-                    list_binaries(l)
-                ))
-            })?
+            // The one resolution the runner uses too (`tcplab run --variant`).
+            l.resolve(&v)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?
         }
-        (_, Some(b)) => b,
-        _ => l.student_binary(),
+        (_, Some(b)) => Choice::Shipped(b),
+        // Without a variant: the binary that shows the lesson's problem (02 has only one).
+        _ => l.resolve("leak").unwrap_or(Choice::Shipped(&l.binaries[0])),
     };
-    Ok((l.id.clone(), bin.name.clone(), bin.expect.to_string()))
+    match choice {
+        Choice::Shipped(b) => Ok((l.id.clone(), b.name.clone(), b.expect.to_string())),
+        Choice::Student(name) => Err(PyValueError::new_err(format!(
+            "variant \"student\" is your own copy ({name}), which the Python package does not \
+             build; run it in the tcplab folder with `cargo lab run {} --variant student`, or \
+             choose \"leak\" or \"fixed\"",
+            l.id
+        ))),
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

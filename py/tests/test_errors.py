@@ -168,3 +168,18 @@ def test_timeline_from_json_type() -> None:
 def test_error_hierarchy() -> None:
     assert issubclass(tcplab.TcplabError, Exception)
     assert not issubclass(tcplab.TcplabError, ValueError)
+
+
+def test_variants_resolve_from_the_catalog_on_every_paired_lesson() -> None:
+    # The same resolution as `tcplab run --variant`: 05 and 06 have no "-leak"/"-fixed" names.
+    for lesson in ("05", "06", "09"):
+        _, leak, expect_leak = tcplab._native._resolve(lesson, "leak")
+        _, fixed, expect_clean = tcplab._native._resolve(lesson, "fixed")
+        assert (expect_leak, expect_clean) == ("leak", "clean")
+        assert leak != fixed and leak.startswith(lesson) and fixed.startswith(lesson)
+    with pytest.raises(ValueError, match="leak, fixed, student") as e:
+        tcplab.run("06", variant="reuseaddr")
+    no_panic(e)
+    with pytest.raises(ValueError, match="cargo lab run 03 --variant student") as e:
+        tcplab.run("03", variant="student")
+    no_panic(e)

@@ -11,6 +11,7 @@
 //! connections end; the columns here are the ones that lesson needs.
 
 pub mod diag;
+pub mod fds;
 pub mod infer;
 pub mod pids;
 pub mod procfs;

@@ -1,18 +1,24 @@
-//! The student-facing lesson commands: `list`, `run`, `check`, `hint`, `reset` and `tour`.
-//! rustlings is the model for the experience; the difference is who grades: here a lesson
-//! passes when the kernel shows it clean, not when a unit test does.
+//! The student-facing lesson commands: `list`, `start`, `run`, `check`, `hint`, `reset` and
+//! `tour`. rustlings is the model for the experience (a desk of copies, one hint at a time,
+//! a watch mode, saved progress); the difference is who grades: here a lesson passes when the
+//! kernel shows it clean, not when a unit test does.
+//!
+//! Every command that runs a lesson builds it first, in one cargo call, so what runs is what
+//! the sources say now.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::runner::{self, Progress};
-use crate::catalog::{Catalog, Lesson};
+use super::runner::{self, BuildPlan, Progress, command_name};
+use crate::catalog::{Catalog, Choice, Lesson};
+use crate::desk;
 use crate::lesson::BackendArg;
 
 /// Flags passed through to the lesson binaries.
@@ -88,7 +94,8 @@ pub struct ListArgs {
 pub struct RunArgs {
     /// Lesson id (`03`), slug (`close-wait`) or binary name.
     pub lesson: String,
-    /// Only this binary: a full name or its last word (`leak`, `fixed`).
+    /// Only this binary: `leak`, `fixed`, `student` (your copy, from `start`), or a binary's
+    /// full name.
     #[arg(long)]
     pub variant: Option<String>,
     /// Show each binary's own narration instead of the side-by-side table.
@@ -102,15 +109,36 @@ pub struct RunArgs {
 pub struct CheckArgs {
     /// Lesson id, slug or binary name.
     pub lesson: String,
-    /// The tcplab folder holding your edited lesson (default: found from here).
+    /// The tcplab folder holding your copy (default: found from here).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Print one JSON object (lesson, passed, verdict, reasons, facts), for autograders.
+    #[arg(long)]
+    pub json: bool,
+    /// Also show the facts the kernel reported, behind the verdict.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Check again on every save of your copy, until it passes (Ctrl-C stops).
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StartArgs {
+    /// Lesson id, slug or binary name.
+    pub lesson: String,
+    /// The tcplab folder (default: found from here).
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct LessonKey {
+pub struct HintArgs {
     /// Lesson id, slug or binary name.
     pub lesson: String,
+    /// Show every hint at once.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -136,36 +164,118 @@ pub struct TourArgs {
 
 pub fn list(args: &ListArgs) -> Result<ExitCode> {
     let catalog = Catalog::builtin();
+    let progress = Progress::load()?;
+    let cmd = command_name();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&catalog)?);
+        let rows: Vec<Value> = catalog
+            .lessons
+            .iter()
+            .map(|l| {
+                json!({
+                    "id": l.id,
+                    "title": l.title,
+                    "student_file": l.student_file(),
+                    "done": progress.passed.contains(&l.id),
+                    "chapter": l.chapter,
+                    "binaries": l.binaries,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let progress = Progress::load()?;
-    println!("{:<4} {:<6} {:<55} binaries", "id", "done", "title");
+    let root = runner::workspace_root();
+    println!("{:<4} {:<6} {:<52} your file", "id", "done", "title");
     for l in &catalog.lessons {
         let done = if progress.passed.contains(&l.id) {
             "yes"
         } else {
             "-"
         };
-        let bins: Vec<&str> = l.binaries.iter().map(|b| b.name.as_str()).collect();
-        println!(
-            "{:<4} {:<6} {:<55} {}",
-            l.id,
-            done,
-            l.title,
-            bins.join(", ")
-        );
+        let file = match (l.student_file(), &root) {
+            (None, _) => "(read and run: nothing to edit)".to_string(),
+            (Some(f), Some(r)) if r.join(&f).is_file() => f,
+            (Some(_), _) => format!("`{cmd} start {}` makes it", l.id),
+        };
+        println!("{:<4} {:<6} {:<52} {file}", l.id, done, l.title);
     }
+    let gradable = catalog
+        .lessons
+        .iter()
+        .filter(|l| l.student_binary().is_some())
+        .count();
     println!(
-        "\n{} of {} lessons checked. `tcplab run ID` shows a lesson; `tcplab check ID` grades your fix.",
+        "\n{} of {gradable} lessons passed. `{cmd} start ID` gives you a copy to edit, `{cmd} run \
+         ID` shows a lesson, `{cmd} check ID` grades your copy.",
         progress.passed.len(),
-        catalog.lessons.len()
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// One line per (side, state) seen in any report, then the facts, one column per binary.
+/// A fact's key in words: `client_time_wait` -> `client time wait`.
+fn words(key: &str) -> String {
+    key.replace('_', " ")
+}
+
+/// A fact's value for a table cell or a line: lists become their length, or a short range of
+/// numbers; fractions two decimals.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let nums: Vec<f64> = items.iter().filter_map(Value::as_f64).collect();
+            if items.is_empty() {
+                "none".to_string()
+            } else if nums.len() == items.len() {
+                let lo = nums.iter().cloned().fold(f64::INFINITY, f64::min);
+                let hi = nums.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let fmt = |x: f64| {
+                    if x.fract() == 0.0 {
+                        format!("{x:.0}")
+                    } else {
+                        format!("{x:.2}")
+                    }
+                };
+                if lo == hi {
+                    format!("{} x {}", items.len(), fmt(lo))
+                } else {
+                    format!("{} values, {}..{}", items.len(), fmt(lo), fmt(hi))
+                }
+            } else {
+                format!("{} entries", items.len())
+            }
+        }
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if n.is_f64() => format!("{x:.2}"),
+            _ => n.to_string(),
+        },
+        Value::Object(_) => v.to_string(),
+    }
+}
+
+/// Whether a fact only repeats a row of the state table (`client_fin_wait2` beside
+/// `client FIN_WAIT2`): such facts are shown once, as the row.
+fn repeats_a_row(key: &str, rows: &BTreeSet<(String, String)>) -> bool {
+    rows.iter().any(|(side, state)| {
+        key.eq_ignore_ascii_case(&format!("{side}_{state}"))
+            || key.eq_ignore_ascii_case(&format!("{side}_{}", state.replace('_', "")))
+    })
+}
+
+/// The verdict of one report, in words: `leak`, or `leak, expected clean` when a binary does
+/// not show what the catalog says it should.
+fn verdict_cell(r: &Value) -> String {
+    let v = r["verdict"].as_str().unwrap_or("?");
+    match r["expected"].as_str() {
+        Some(e) if e != v => format!("{v}, expected {e}"),
+        _ => v.to_string(),
+    }
+}
+
+/// One line per (side, state) seen in any report, then the other facts in words, one column
+/// per binary.
 pub fn side_by_side(lesson: &Lesson, reports: &[(String, Value)]) -> String {
     let mut rows: BTreeSet<(String, String)> = BTreeSet::new();
     let mut facts: BTreeSet<String> = BTreeSet::new();
@@ -181,9 +291,10 @@ pub fn side_by_side(lesson: &Lesson, reports: &[(String, Value)]) -> String {
             facts.extend(f.keys().cloned());
         }
     }
+    facts.retain(|k| !repeats_a_row(k, &rows));
     let width = reports
         .iter()
-        .map(|(n, _)| n.len())
+        .map(|(n, r)| n.len().max(verdict_cell(r).len()))
         .max()
         .unwrap_or(10)
         .max(18)
@@ -205,13 +316,7 @@ pub fn side_by_side(lesson: &Lesson, reports: &[(String, Value)]) -> String {
     out.push('\n');
     out.push_str(&format!("{:<label$}", "verdict"));
     for (_, r) in reports {
-        let v = r["verdict"].as_str().unwrap_or("?");
-        let mark = if r["verdict"] == r["expected"] {
-            ""
-        } else {
-            " (!)"
-        };
-        out.push_str(&format!("{:<width$}", format!("{v}{mark}")));
+        out.push_str(&format!("{:<width$}", verdict_cell(r)));
     }
     out.push('\n');
     out.push_str(&format!("{:<label$}", "observed by"));
@@ -228,69 +333,85 @@ pub fn side_by_side(lesson: &Lesson, reports: &[(String, Value)]) -> String {
         out.push('\n');
     }
     for key in &facts {
-        out.push_str(&format!("{key:<label$}"));
+        out.push_str(&format!("{:<label$}", words(key)));
         for (_, r) in reports {
-            let v = match &r["facts"][key] {
-                Value::Null => "-".to_string(),
-                Value::String(s) => s.clone(),
-                // A list (the churn's samples) does not fit a cell: its length does.
-                Value::Array(items) => format!("[{} items]", items.len()),
-                Value::Number(n) => match n.as_f64() {
-                    Some(x) if n.is_f64() => format!("{x:.2}"),
-                    _ => n.to_string(),
-                },
-                other => other.to_string(),
-            };
-            out.push_str(&format!("{v:<width$}"));
+            out.push_str(&format!("{:<width$}", cell(&r["facts"][key])));
         }
         out.push('\n');
     }
     out
 }
 
-fn chosen_binaries<'a>(lesson: &'a Lesson, variant: Option<&str>) -> Result<Vec<&'a str>> {
+/// The programs `--variant` picks (every shipped binary without it), by the catalog's fields.
+fn chosen<'a>(lesson: &'a Lesson, variant: Option<&str>) -> Result<Vec<Choice<'a>>> {
     match variant {
-        None => Ok(lesson.binaries.iter().map(|b| b.name.as_str()).collect()),
-        Some(v) => lesson
-            .binary(v)
-            .map(|b| vec![b.name.as_str()])
-            .with_context(|| {
-                format!(
-                    "lesson {} has no binary {v:?}; it has: {}",
-                    lesson.id,
-                    lesson
-                        .binaries
-                        .iter()
-                        .map(|b| b.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }),
+        None => Ok(lesson.binaries.iter().map(Choice::Shipped).collect()),
+        Some(v) => Ok(vec![lesson.resolve(v)?]),
     }
 }
 
-fn show_lesson(lesson: &Lesson, names: &[&str], narrate: bool, pass: &PassThrough) -> Result<bool> {
-    runner::ensure_built(names)?;
+/// One cargo call for every program of `choices`; students' copies must exist.
+fn build_choices(choices: &[Choice<'_>]) -> Result<HashMap<String, PathBuf>> {
+    let mut plan = BuildPlan::default();
+    for c in choices {
+        match c {
+            Choice::Shipped(b) => plan.shipped.push(b.name.clone()),
+            Choice::Student(name) => plan.desk.push(name.clone()),
+        }
+    }
+    if let Some(root) = runner::workspace_root() {
+        for c in choices {
+            if let Choice::Student(name) = c {
+                let file = root.join(format!("{}/{name}.rs", crate::catalog::DESK_BIN_DIR));
+                if !file.is_file() {
+                    let id = name.split('-').next().unwrap_or(name);
+                    bail!(
+                        "you have no copy of lesson {id} yet: `{} start {id}` makes one",
+                        command_name()
+                    );
+                }
+            }
+        }
+    }
+    runner::fresh_binaries(&plan)
+}
+
+fn show_lesson(
+    lesson: &Lesson,
+    choices: &[Choice<'_>],
+    paths: &HashMap<String, PathBuf>,
+    narrate: bool,
+    pass: &PassThrough,
+) -> Result<bool> {
+    let path_of = |c: &Choice<'_>| -> Result<PathBuf> {
+        paths
+            .get(c.name())
+            .cloned()
+            .with_context(|| format!("{} was not built", c.name()))
+    };
     if narrate {
         let mut ok = true;
-        for name in names {
-            let out = runner::run_binary(name, &pass.args_for(lesson), false)?;
+        for c in choices {
+            let out = runner::run_path(&path_of(c)?, &pass.args_for(lesson), false)?;
             ok &= out.success;
         }
         return Ok(ok);
     }
-    let bar = indicatif::ProgressBar::new(names.len() as u64);
+    let bar = indicatif::ProgressBar::new(choices.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} running {msg} [{pos}/{len}]")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.enable_steady_tick(Duration::from_millis(120));
     let mut reports = Vec::new();
-    for name in names {
-        bar.set_message(name.to_string());
-        let report = runner::run_report(name, &pass.args_for(lesson));
+    for c in choices {
+        bar.set_message(c.name().to_string());
+        let report = runner::report_of(&path_of(c)?, &pass.args_for(lesson));
         bar.inc(1);
-        reports.push((name.to_string(), report?));
+        let mut report = report?;
+        // A student's copy is meant to end clean, whatever binary it was copied from.
+        report["expected"] = json!(c.expect().to_string());
+        reports.push((c.name().to_string(), report));
     }
     bar.finish_and_clear();
     print!("{}", side_by_side(lesson, &reports));
@@ -300,7 +421,6 @@ fn show_lesson(lesson: &Lesson, names: &[&str], narrate: bool, pass: &PassThroug
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let catalog = Catalog::builtin();
     let lesson = catalog.require(&args.lesson)?;
-    let names = chosen_binaries(lesson, args.variant.as_deref())?;
     if args.pass.churn_secs.is_some() && !lesson.churn {
         bail!(
             "--churn-secs is for lessons {}; lesson {} has no churn phase",
@@ -308,7 +428,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             lesson.id
         );
     }
-    let ok = show_lesson(lesson, &names, args.narrate, &args.pass)?;
+    let choices = chosen(lesson, args.variant.as_deref())?;
+    let paths = build_choices(&choices)?;
+    let ok = show_lesson(lesson, &choices, &paths, args.narrate, &args.pass)?;
     println!("\n{}", lesson.summary);
     Ok(if ok {
         ExitCode::SUCCESS
@@ -317,48 +439,309 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     })
 }
 
-pub fn check(args: &CheckArgs) -> Result<ExitCode> {
-    let catalog = Catalog::builtin();
-    let lesson = catalog.require(&args.lesson)?;
-    let student = lesson.student_binary();
-    let root = match &args.root {
-        Some(r) => r.clone(),
-        None => runner::workspace_root().context(
-            "no tcplab folder found here: run `tcplab check` inside the tcplab folder, or pass --root DIR",
-        )?,
-    };
-    let path = runner::build_one(&root, &student.name)?;
-    let report = runner::report_of(&path, &[])?;
-    let verdict = report["verdict"].as_str().unwrap_or("?");
-    println!("{}: the kernel says {verdict}", student.name);
-    println!("observed: {}", report["observed"]);
-    if verdict == "clean" {
-        let mut progress = Progress::load()?;
-        progress.passed.insert(lesson.id.clone());
-        progress.save()?;
-        println!(
-            "check passed: lesson {} done ({} of {}).",
-            lesson.id,
-            progress.passed.len(),
-            catalog.lessons.len()
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!(
-            "not yet: edit exercises/src/bin/{}.rs (look for `// LESSON:`), then run `tcplab check {}` again. \
-             `tcplab hint {}` helps.",
-            student.name, lesson.id, lesson.id
-        );
-        Ok(ExitCode::FAILURE)
+fn root_of(given: &Option<PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(r) => Ok(r.clone()),
+        None => runner::workspace_root().with_context(|| {
+            format!(
+                "no tcplab folder found here: run `{}` inside the tcplab folder, or pass --root DIR",
+                command_name()
+            )
+        }),
     }
 }
 
-pub fn hint(args: &LessonKey) -> Result<ExitCode> {
+/// The lesson's student binary and the student's file, or an error that says why a lesson
+/// has nothing to edit.
+fn desk_of<'a>(
+    lesson: &'a Lesson,
+    root: &Path,
+) -> Result<(&'a crate::catalog::Binary, String, PathBuf)> {
+    let (Some(bin), Some(name), Some(rel)) = (
+        lesson.student_binary(),
+        lesson.desk_name(),
+        lesson.student_file(),
+    ) else {
+        bail!(
+            "lesson {} is read-and-run: there is nothing to edit and nothing to check; `{} run {}` \
+             shows it",
+            lesson.id,
+            command_name(),
+            lesson.id
+        );
+    };
+    Ok((bin, name, root.join(rel)))
+}
+
+fn shipped_source(root: &Path, name: &str) -> Result<String> {
+    let path = root.join(format!("exercises/src/bin/{name}.rs"));
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Write a fresh copy of the lesson's leaking binary to the student's file.
+fn write_copy(lesson: &Lesson, root: &Path, bin: &str, file: &Path) -> Result<()> {
+    let copy = desk::student_copy(lesson, &shipped_source(root, bin)?, command_name());
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(file, copy).with_context(|| format!("writing {}", file.display()))
+}
+
+pub fn start(args: &StartArgs) -> Result<ExitCode> {
     let catalog = Catalog::builtin();
     let lesson = catalog.require(&args.lesson)?;
+    let root = root_of(&args.root)?;
+    let (bin, _, file) = desk_of(lesson, &root)?;
+    let rel = lesson.student_file().unwrap_or_default();
+    let cmd = command_name();
+    if file.is_file() {
+        println!(
+            "you already have a copy of lesson {}: {rel}. Edit it, then `{cmd} check {}`; \
+             `{cmd} reset {}` starts over (yours is kept as a backup).",
+            lesson.id, lesson.id, lesson.id
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    write_copy(lesson, &root, &bin.name, &file)?;
     println!("Lesson {}: {}", lesson.id, lesson.title);
-    for (i, h) in lesson.hints.iter().enumerate() {
-        println!("  {}. {h}", i + 1);
+    println!("{}\n", lesson.summary);
+    println!("Your copy is {rel}. Look for `// TODO`.");
+    println!(
+        "See what it does: `{cmd} run {} --variant student --narrate`. Grade it: `{cmd} check {}` \
+         (`--watch` grades every save). One hint at a time: `{cmd} hint {}`.",
+        lesson.id, lesson.id, lesson.id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One grading of the student's copy: build it, run it, read the kernel's verdict.
+struct Graded {
+    passed: bool,
+    verdict: String,
+    reasons: Vec<String>,
+    facts: Value,
+}
+
+fn grade_once(lesson: &Lesson, root: &Path, name: &str, file: &str) -> Result<Graded> {
+    let plan = BuildPlan {
+        shipped: Vec::new(),
+        desk: vec![name.to_string()],
+    };
+    let paths = match runner::build_plan(root, &plan) {
+        Ok(p) => p,
+        Err(e) if e.downcast_ref::<runner::BuildFailed>().is_some() => {
+            return Ok(Graded {
+                passed: false,
+                verdict: "does not compile".to_string(),
+                reasons: vec![format!(
+                    "{file} does not compile: the compiler's errors are above"
+                )],
+                facts: Value::Null,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let path = paths.get(name).context("cargo did not build your copy")?;
+    let out = runner::run_path(path, &["--json".to_string()], true)?;
+    let report: Option<Value> = serde_json::from_str(out.stdout.trim()).ok();
+    let Some(report) = report.filter(|_| out.success) else {
+        let err = out.stderr.trim();
+        let err = err.strip_prefix(&format!("{name}: ")).unwrap_or(err);
+        return Ok(Graded {
+            passed: false,
+            verdict: "error".to_string(),
+            reasons: vec![format!(
+                "your copy of lesson {} stopped with an error before the kernel could grade it: {err}",
+                lesson.id
+            )],
+            facts: Value::Null,
+        });
+    };
+    let verdict = report["verdict"].as_str().unwrap_or("?").to_string();
+    let reasons = report["reasons"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Graded {
+        passed: verdict == "clean",
+        verdict,
+        reasons,
+        facts: report["facts"].clone(),
+    })
+}
+
+fn print_graded(lesson: &Lesson, g: &Graded, verbose: bool) {
+    if g.passed {
+        println!("passed: the kernel says clean.");
+    } else {
+        println!(
+            "not yet: {}.",
+            match g.verdict.as_str() {
+                "leak" => "the kernel says leak",
+                other => other,
+            }
+        );
+    }
+    for r in &g.reasons {
+        println!("  - {r}");
+    }
+    if verbose {
+        if let Some(facts) = g.facts.as_object() {
+            println!("what the kernel reported (lesson {}):", lesson.id);
+            for (k, v) in facts {
+                println!("  {}: {}", words(k), cell(v));
+            }
+        }
+    } else if g.facts.is_object() {
+        println!("  (`--verbose` shows the facts behind the verdict)");
+    }
+}
+
+/// After a pass: progress, the student's diff against the reference fix, where to read on.
+fn after_pass(catalog: &Catalog, lesson: &Lesson, root: &Path, file: &Path) -> Result<()> {
+    let mut progress = Progress::load()?;
+    progress.passed.insert(lesson.id.clone());
+    progress.save()?;
+    let cmd = command_name();
+    if let (Some(fixed), Ok(mine)) = (lesson.fixed_binary(), std::fs::read_to_string(file)) {
+        let reference = shipped_source(root, &fixed.name)?;
+        let diff = desk::diff_with_reference(&mine, &reference, &fixed.name);
+        if diff.trim().is_empty() {
+            println!("\nYour copy is the reference fix, line for line.");
+        } else {
+            println!(
+                "\nYour fix beside the reference ({}); a different fix that the kernel grades \
+                 clean is just as right:\n{diff}",
+                fixed.name
+            );
+        }
+    }
+    println!("Read more: {}", lesson.chapter);
+    let next = catalog
+        .lessons
+        .iter()
+        .skip_while(|l| l.id != lesson.id)
+        .skip(1)
+        .find(|l| l.student_binary().is_some() && !progress.passed.contains(&l.id));
+    match next {
+        Some(n) => println!(
+            "Next: lesson {}, {} (`{cmd} start {}`).",
+            n.id, n.title, n.id
+        ),
+        None => println!("That was the last lesson left to pass: well done."),
+    }
+    Ok(())
+}
+
+pub fn check(args: &CheckArgs) -> Result<ExitCode> {
+    let catalog = Catalog::builtin();
+    let lesson = catalog.require(&args.lesson)?;
+    let root = root_of(&args.root)?;
+    let (_, name, file) = desk_of(lesson, &root)?;
+    let cmd = command_name();
+    if !file.is_file() {
+        bail!(
+            "you have no copy of lesson {} yet: `{cmd} start {}` makes one",
+            lesson.id,
+            lesson.id
+        );
+    }
+    let rel = lesson.student_file().unwrap_or_default();
+    if args.json {
+        let g = grade_once(lesson, &root, &name, &rel)?;
+        if g.passed {
+            let mut progress = Progress::load()?;
+            progress.passed.insert(lesson.id.clone());
+            progress.save()?;
+        }
+        let out = json!({
+            "lesson": lesson.id,
+            "passed": g.passed,
+            "verdict": g.verdict,
+            "reasons": g.reasons,
+            "facts": g.facts,
+            "student_file": rel,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(if g.passed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let mut watcher = if args.watch {
+        Some(super::watch_file::FileWatch::new(&file)?)
+    } else {
+        None
+    };
+    loop {
+        println!("Lesson {}: checking {rel}", lesson.id);
+        let g = grade_once(lesson, &root, &name, &rel)?;
+        print_graded(lesson, &g, args.verbose);
+        if g.passed {
+            after_pass(&catalog, lesson, &root, &file)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        match &mut watcher {
+            None => {
+                println!(
+                    "Edit {rel}, then `{cmd} check {}` again (`--watch` checks on every save); \
+                     `{cmd} hint {}` gives the next hint.",
+                    lesson.id, lesson.id
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Some(w) => {
+                println!(
+                    "\nwatching {rel}: save it to check again (Ctrl-C stops; `{}` via {})",
+                    cmd,
+                    w.how()
+                );
+                w.wait_for_change()?;
+                println!();
+            }
+        }
+    }
+}
+
+pub fn hint(args: &HintArgs) -> Result<ExitCode> {
+    let catalog = Catalog::builtin();
+    let lesson = catalog.require(&args.lesson)?;
+    let total = lesson.hints.len();
+    println!("Lesson {}: {}", lesson.id, lesson.title);
+    if args.all {
+        for (i, h) in lesson.hints.iter().enumerate() {
+            println!("  {}. {h}", i + 1);
+        }
+    } else {
+        let mut progress = Progress::load()?;
+        let seen = progress.hints_seen.get(&lesson.id).copied().unwrap_or(0);
+        let shown = (seen + 1).min(total);
+        for (i, h) in lesson.hints.iter().enumerate().take(shown) {
+            let mark = if i + 1 == shown && seen < total {
+                " (new)"
+            } else {
+                ""
+            };
+            println!("  {}.{mark} {h}", i + 1);
+        }
+        progress.hints_seen.insert(lesson.id.clone(), shown);
+        progress.save()?;
+        let left = total - shown;
+        if left > 0 {
+            println!(
+                "{left} more hint{} left: `{} hint {}` again.",
+                if left == 1 { "" } else { "s" },
+                command_name(),
+                lesson.id
+            );
+        } else {
+            println!("That was the last hint.");
+        }
     }
     println!("Read more: {}", lesson.chapter);
     Ok(ExitCode::SUCCESS)
@@ -367,29 +750,36 @@ pub fn hint(args: &LessonKey) -> Result<ExitCode> {
 pub fn reset(args: &ResetArgs) -> Result<ExitCode> {
     let catalog = Catalog::builtin();
     let lesson = catalog.require(&args.lesson)?;
-    let root = match &args.root {
-        Some(r) => r.clone(),
-        None => runner::workspace_root().context("no tcplab folder found here; pass --root DIR")?,
-    };
-    let file = format!("exercises/src/bin/{}.rs", lesson.student_binary().name);
-    let status = Command::new("git")
-        .current_dir(&root)
-        .args(["checkout", "HEAD", "--", &file])
-        .status()
-        .context("running git (reset restores the file as last committed, so it needs git)")?;
-    if !status.success() {
-        bail!(
-            "git could not restore {file}; is {} a git checkout?",
-            root.display()
-        );
+    let root = root_of(&args.root)?;
+    let (bin, name, file) = desk_of(lesson, &root)?;
+    let mut kept = None;
+    if file.is_file() {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let backup = root.join(format!("exercises/desk/backup/{name}.{secs}.rs"));
+        if let Some(dir) = backup.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(&file, &backup)
+            .with_context(|| format!("keeping your copy as {}", backup.display()))?;
+        kept = Some(backup);
     }
+    write_copy(lesson, &root, &bin.name, &file)?;
     let mut progress = Progress::load()?;
     progress.passed.remove(&lesson.id);
+    progress.hints_seen.remove(&lesson.id);
     progress.save()?;
     println!(
-        "restored {file} as last committed; lesson {} is no longer marked done",
+        "{} is a fresh copy of lesson {}; the lesson is no longer marked done.",
+        lesson.student_file().unwrap_or_default(),
         lesson.id
     );
+    if let Some(b) = kept {
+        let shown = b.strip_prefix(&root).unwrap_or(&b);
+        println!("Your version is kept as {}.", shown.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -403,12 +793,13 @@ pub fn tour(args: &TourArgs) -> Result<ExitCode> {
             .map(|k| catalog.require(k))
             .collect::<Result<_>>()?
     };
-    let names: Vec<&str> = lessons
+    let all: Vec<Choice<'_>> = lessons
         .iter()
-        .flat_map(|l| l.binaries.iter().map(|b| b.name.as_str()))
+        .flat_map(|l| l.binaries.iter().map(Choice::Shipped))
         .collect();
-    runner::ensure_built(&names)?;
+    let paths = build_choices(&all)?;
     let pause = !args.no_pause && std::io::stdin().is_terminal();
+    let cmd = command_name();
     println!(
         "The tcplab tour: {} lessons, each run by the real kernel on loopback.",
         lessons.len()
@@ -417,8 +808,8 @@ pub fn tour(args: &TourArgs) -> Result<ExitCode> {
     let mut all_ok = true;
     for (i, lesson) in lessons.iter().enumerate() {
         println!("[{}/{}] {}", i + 1, lessons.len(), "-".repeat(60));
-        let bins: Vec<&str> = lesson.binaries.iter().map(|b| b.name.as_str()).collect();
-        match show_lesson(lesson, &bins, false, &args.pass) {
+        let choices: Vec<Choice<'_>> = lesson.binaries.iter().map(Choice::Shipped).collect();
+        match show_lesson(lesson, &choices, &paths, false, &args.pass) {
             Ok(ok) => all_ok &= ok,
             Err(e) => {
                 all_ok = false;
@@ -426,7 +817,7 @@ pub fn tour(args: &TourArgs) -> Result<ExitCode> {
             }
         }
         println!(
-            "\n{}\n(read: {}; try: tcplab run {} --narrate)\n",
+            "\n{}\n(read: {}; try: {cmd} run {} --narrate)\n",
             lesson.summary, lesson.chapter, lesson.id
         );
         if pause && i + 1 < lessons.len() {

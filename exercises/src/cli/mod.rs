@@ -8,3 +8,4 @@ pub mod runner;
 pub mod snapshot;
 pub mod trace;
 pub mod watch;
+pub mod watch_file;

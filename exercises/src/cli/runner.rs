@@ -1,8 +1,8 @@
-//! What the lesson subcommands share: finding the workspace and the built lesson binaries,
-//! building them when needed, running one with a deadline, and the saved progress.
+//! What the lesson subcommands share: finding the workspace, building the lesson binaries
+//! and the students' copies with cargo before every run (one call, compiler messages shown), running one with a deadline, and the saved progress.
 
-use std::collections::BTreeSet;
-use std::io::Read;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::{BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,63 +45,180 @@ fn profile_args() -> &'static [&'static str] {
     }
 }
 
-/// Build lesson binaries with cargo (all of them when `names` is empty).
-pub fn build(root: &Path, names: &[&str], quiet: bool) -> Result<()> {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(root)
-        .args(["build", "--quiet", "-p", "tcplab-exercises"])
-        .args(profile_args());
-    if names.is_empty() {
-        cmd.arg("--bins");
+/// How the student typed the runner: `cargo lab` when cargo started it (the alias in
+/// `.cargo/config.toml`), else `tcplab`. Messages name commands this way.
+pub fn command_name() -> &'static str {
+    if std::env::var_os("CARGO").is_some()
+        && std::env::var("CARGO_PKG_NAME").as_deref() == Ok("tcplab-exercises")
+    {
+        "cargo lab"
     } else {
-        for n in names {
-            cmd.args(["--bin", n]);
-        }
+        "tcplab"
     }
-    let spinner = (!quiet).then(|| {
+}
+
+/// What to build in one cargo call: shipped lesson binaries and students' copies on the desk.
+#[derive(Debug, Default, Clone)]
+pub struct BuildPlan {
+    /// Binaries of `tcplab-exercises` (`exercises/src/bin/`).
+    pub shipped: Vec<String>,
+    /// Binaries of `tcplab-desk` (`exercises/desk/src/bin/`).
+    pub desk: Vec<String>,
+}
+
+/// Whether rendered compiler messages may carry colour: stderr is a terminal and NO_COLOR
+/// is not set.
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Build everything in `plan` with one cargo call in the workspace at `root`, so that what
+/// runs is what the sources say now (cargo rebuilds only what changed). The compiler's
+/// errors, and its warnings about the students' copies, are shown as rustc renders them
+/// (file, line, caret, help; coloured on a terminal). Returns each binary's path.
+pub fn build_plan(root: &Path, plan: &BuildPlan) -> Result<HashMap<String, PathBuf>> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let format = if colour() {
+        "--message-format=json-diagnostic-rendered-ansi"
+    } else {
+        "--message-format=json"
+    };
+    cmd.current_dir(root)
+        .args(["build", "--quiet", format])
+        .args(profile_args());
+    if !plan.shipped.is_empty() {
+        cmd.args(["-p", "tcplab-exercises"]);
+    }
+    if !plan.desk.is_empty() {
+        cmd.args(["-p", "tcplab-desk"]);
+    }
+    for name in plan.shipped.iter().chain(&plan.desk) {
+        cmd.args(["--bin", name]);
+    }
+    let names: Vec<&str> = plan
+        .shipped
+        .iter()
+        .chain(&plan.desk)
+        .map(String::as_str)
+        .collect();
+    let spinner = colour().then(|| {
         let s = indicatif::ProgressBar::new_spinner();
-        s.set_message(format!(
-            "building {}",
-            if names.is_empty() {
-                "the lessons".to_string()
-            } else {
-                names.join(", ")
-            }
-        ));
+        s.set_message(format!("building {}", names.join(", ")));
         s.enable_steady_tick(Duration::from_millis(120));
         s
     });
-    let status = cmd
+    let mut child = cmd
         .stdin(Stdio::null())
-        .status()
-        .context("running cargo build")?;
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("running cargo build (is cargo on PATH?)")?;
+    let stdout = child.stdout.take().context("cargo's output")?;
+    let mut paths = HashMap::new();
+    let mut errors_in: Vec<String> = Vec::new();
+    let mut shown = HashSet::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        match msg["reason"].as_str() {
+            Some("compiler-artifact") => {
+                if let (Some(name), Some(exe)) =
+                    (msg["target"]["name"].as_str(), msg["executable"].as_str())
+                {
+                    paths.insert(name.to_string(), PathBuf::from(exe));
+                }
+            }
+            Some("compiler-message") => {
+                let m = &msg["message"];
+                let level = m["level"].as_str().unwrap_or("");
+                let file = m["spans"]
+                    .as_array()
+                    .and_then(|spans| spans.iter().find(|s| s["is_primary"] == true))
+                    .and_then(|s| s["file_name"].as_str())
+                    .unwrap_or("")
+                    .to_string();
+                let on_desk = file.contains("desk/src/bin/");
+                let show = level == "error" || (on_desk && level == "warning");
+                if level == "error" && !file.is_empty() && !errors_in.contains(&file) {
+                    errors_in.push(file.clone());
+                }
+                let rendered = m["rendered"].as_str().unwrap_or("");
+                // A message comes once per target that includes the file; show it once.
+                if show && shown.insert(rendered.to_string()) {
+                    if let Some(s) = &spinner {
+                        s.suspend(|| eprint!("{rendered}"));
+                    } else {
+                        eprint!("{rendered}");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let status = child.wait().context("waiting for cargo build")?;
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
     if !status.success() {
-        bail!("cargo build failed: fix the compile errors above, then run the command again");
+        if errors_in.is_empty() {
+            bail!("cargo build failed (its message is above)");
+        }
+        bail!(BuildFailed { files: errors_in });
     }
-    Ok(())
+    for name in &names {
+        if !paths.contains_key(*name) {
+            bail!("cargo built {name} but did not say where");
+        }
+    }
+    Ok(paths)
 }
 
-/// Make sure every named binary exists beside the runner, building them if a workspace is
-/// at hand.
-pub fn ensure_built(names: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| binary_path(n).map(|p| !p.exists()).unwrap_or(true))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
+/// The build stopped on compiler errors, in these files.
+#[derive(Debug)]
+pub struct BuildFailed {
+    pub files: Vec<String>,
+}
+
+impl std::fmt::Display for BuildFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} does not compile: the compiler's errors are above; fix them, then run the \
+             command again",
+            self.files.join(", ")
+        )
     }
-    match workspace_root() {
-        Some(root) => build(&root, &[], false),
-        None => bail!(
-            "lesson binaries {missing:?} are not built and no tcplab workspace was found; run \
-             `cargo build -p tcplab-exercises --bins` in the tcplab folder"
-        ),
+}
+
+impl std::error::Error for BuildFailed {}
+
+/// Where to run lesson binaries from: built fresh from the workspace's sources when there
+/// is one (never a binary older than its source), else the ones beside this runner (an
+/// installed runner, or the Python package's copies).
+pub fn fresh_binaries(plan: &BuildPlan) -> Result<HashMap<String, PathBuf>> {
+    if let Some(root) = workspace_root() {
+        return build_plan(&root, plan);
     }
+    if !plan.desk.is_empty() {
+        bail!(
+            "your lesson copies live in a tcplab folder, and none was found from here; run the \
+             command inside the tcplab folder"
+        );
+    }
+    let mut out = HashMap::new();
+    for name in &plan.shipped {
+        let path = binary_path(name)?;
+        if !path.exists() {
+            bail!(
+                "lesson binary {name} is not built and no tcplab folder was found; run \
+                 `cargo build --release -p tcplab-exercises --bins` in the tcplab folder"
+            );
+        }
+        out.insert(name.clone(), path);
+    }
+    Ok(out)
 }
 
 /// What a lesson run produced.
@@ -109,44 +226,6 @@ pub struct RunOutput {
     pub success: bool,
     pub stdout: String,
     pub stderr: String,
-}
-
-/// Build one lesson binary in the workspace at `root` and return the path cargo built it to.
-pub fn build_one(root: &Path, name: &str) -> Result<PathBuf> {
-    let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.set_message(format!("building {name}"));
-    spinner.enable_steady_tick(Duration::from_millis(120));
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root)
-        .args([
-            "build",
-            "--quiet",
-            "--message-format=json",
-            "-p",
-            "tcplab-exercises",
-            "--bin",
-            name,
-        ])
-        .args(profile_args())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo build")?;
-    spinner.finish_and_clear();
-    if !out.status.success() {
-        bail!("{name} does not compile: fix the errors above, then run the command again");
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .with_context(|| format!("cargo built {name} but did not say where"))
-}
-
-/// Run a lesson binary by name (beside the runner) with `args`.
-pub fn run_binary(name: &str, args: &[String], capture: bool) -> Result<RunOutput> {
-    run_path(&binary_path(name)?, args, capture)
 }
 
 /// Run a lesson binary at `path` with `args`, stopping it after [`LESSON_DEADLINE`].
@@ -200,11 +279,6 @@ pub fn run_path(path: &Path, args: &[String], capture: bool) -> Result<RunOutput
     })
 }
 
-/// Run a lesson binary by name with `--json` and parse its report.
-pub fn run_report(name: &str, extra: &[String]) -> Result<serde_json::Value> {
-    report_of(&binary_path(name)?, extra)
-}
-
 /// Run the lesson binary at `path` with `--json` and parse its report.
 pub fn report_of(path: &Path, extra: &[String]) -> Result<serde_json::Value> {
     let name = path
@@ -225,6 +299,9 @@ pub fn report_of(path: &Path, extra: &[String]) -> Result<serde_json::Value> {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Progress {
     pub passed: BTreeSet<String>,
+    /// How many hints of each lesson the student has seen.
+    #[serde(default)]
+    pub hints_seen: BTreeMap<String, usize>,
 }
 
 impl Progress {

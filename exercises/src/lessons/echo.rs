@@ -137,6 +137,11 @@ pub fn grade(
     lab.fact("server_close_wait", close_wait);
     lab.fact("client_fin_wait2", fin_wait2);
     lab.fact("client_time_wait", time_wait);
+    // The symptom gone is not enough: a handler that shuts the socket down on EOF but keeps
+    // the stream leaves no CLOSE_WAIT, yet still holds every descriptor.
+    if close_wait == 0 {
+        lab.require_no_held_descriptors()?;
+    }
     if close_wait > 0 {
         lab.say(format!(
             "{close_wait} server sockets are in CLOSE_WAIT: the clients' FINs arrived, and \
@@ -147,7 +152,10 @@ pub fn grade(
         ));
         Ok((
             Verdict::Leak,
-            format!("{close_wait} sockets stuck in CLOSE_WAIT on the server"),
+            format!(
+                "the server still holds {close_wait} sockets in CLOSE_WAIT: the clients closed \
+                 (their FIN arrived), and the program never closed its side"
+            ),
             seen,
         ))
     } else if time_wait == n {

@@ -231,8 +231,9 @@ def run(
     """Run a lesson binary in a child process and return its kernel-graded report.
 
     lesson: an id ("03", 3), a slug ("close-wait") or a full binary name
-    ("03-close-wait-fixed"). variant: the end of a binary's name ("leak", "fixed"); without
-    it, the binary students edit. connections: how many connections to make (1..20000; each
+    ("03-close-wait-fixed"). variant: "leak" or "fixed" (resolved from the catalog's verdicts,
+    as `tcplab run --variant` does) or a full binary name; without it, the binary that shows
+    the lesson's problem. connections: how many connections to make (1..20000; each
     lesson has a default). hold: seconds the child keeps its sockets after reporting (0..3600;
     run() returns at once with the child alive, see LessonRun.stop). backend: how the lesson
     watches ("auto", "tracepoint", "poll"). timeout: seconds before the child is killed and
