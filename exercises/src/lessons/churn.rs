@@ -217,7 +217,7 @@ pub fn run(cfg: Config, mut on_sample: impl FnMut(&Sample)) -> Result<ChurnRepor
     }
     drop(listeners);
 
-    let counters0 = tcp_ext_counters();
+    let counters0 = super::netns::tcp_ext_counters();
     let cpu0 = cpu_secs();
     let mut workers = Vec::new();
     for (w, mine) in tasks.into_iter().enumerate() {
@@ -277,7 +277,7 @@ pub fn run(cfg: Config, mut on_sample: impl FnMut(&Sample)) -> Result<ChurnRepor
     // Each task finishes the connection it is on (at most CONN_TIMEOUT), then its worker ends.
     join_all(workers)?;
     sampled?;
-    let counters = tcp_ext_counters();
+    let counters = super::netns::tcp_ext_counters();
     let delta = |name: &str| Some(counters.get(name)? - counters0.get(name)?);
 
     let peak = samples
@@ -579,22 +579,6 @@ async fn wait_for_eof(socket: Socket) -> io::Result<()> {
             Ok(Err(e)) => return Err(e),
             Err(_would_block) => {}
         }
-    }
-}
-
-/// The `TcpExt:` counters of /proc/net/netstat (this network namespace's), by name; empty
-/// when the file cannot be read.
-fn tcp_ext_counters() -> std::collections::HashMap<String, u64> {
-    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
-    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
-    match (lines.next(), lines.next()) {
-        (Some(names), Some(values)) => names
-            .split_whitespace()
-            .zip(values.split_whitespace())
-            .skip(1)
-            .filter_map(|(n, v)| Some((n.to_string(), v.parse().ok()?)))
-            .collect(),
-        _ => Default::default(),
     }
 }
 
