@@ -11,7 +11,7 @@ use std::io;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
@@ -58,7 +58,9 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
                 .with_context(|| format!("accept connection {}", i + 1))?;
             stream.set_read_timeout(Some(IO_TIMEOUT))?;
             stream.set_write_timeout(Some(IO_TIMEOUT))?;
-            serve(stream).with_context(|| format!("server side of connection {}", i + 1))?;
+            serve(stream)
+                .map_err(explain_io)
+                .with_context(|| format!("server side of connection {}", i + 1))?;
         }
         Ok(n)
     });
@@ -66,11 +68,26 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
     lab.step(format!(
         "{n} connections to {addr}: the server sends a line, both sides close"
     ));
-    for i in 0..n {
-        let stream = sockets::connect(addr, IO_TIMEOUT).context("connect")?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        client(stream).with_context(|| format!("client side of connection {}", i + 1))?;
+    let clients = (|| -> Result<()> {
+        for i in 0..n {
+            let stream = sockets::connect(addr, IO_TIMEOUT).context("connect")?;
+            stream.set_read_timeout(Some(IO_TIMEOUT))?;
+            stream.set_write_timeout(Some(IO_TIMEOUT))?;
+            client(stream)
+                .map_err(explain_io)
+                .with_context(|| format!("client side of connection {}", i + 1))?;
+        }
+        Ok(())
+    })();
+    if let Err(client_error) = clients {
+        // When the server's side failed first, its error is the cause and the client's only
+        // the consequence (a reset, a refused connect): report the server's.
+        if server.is_finished() {
+            if let Ok(Err(server_error)) = server.join() {
+                return Err(server_error);
+            }
+        }
+        return Err(client_error);
     }
     let served = server
         .join()
@@ -144,11 +161,27 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
             Verdict::Clean,
             format!("{client_tw} TIME_WAIT sockets on the clients, none on the server"),
         )
+    } else if server_tw + client_tw < mostly(n) {
+        // A connection closed with FIN leaves a TIME_WAIT on one side; an aborted one leaves
+        // none.
+        (
+            Verdict::Leak,
+            format!(
+                "only {} of {n} connections left a TIME_WAIT ({server_tw} on the server, \
+                 {client_tw} on the clients): the others ended with RST (SO_LINGER 0, or a \
+                 close with unread data), which throws the close away instead of moving the \
+                 TIME_WAIT",
+                server_tw + client_tw
+            ),
+        )
     } else {
-        bail!(
-            "the kernel showed the {n} connections' TIME_WAIT on neither side ({}); run `tcplab doctor`",
-            seen.describe()
-        );
+        (
+            Verdict::Leak,
+            format!(
+                "TIME_WAIT on both sides ({server_tw} on the server, {client_tw} on the \
+                 clients): the server still closes first on some connections"
+            ),
+        )
     };
 
     if let Some(mut cfg) = churn {
@@ -164,6 +197,29 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
         run_churn(lab, cfg)?;
     }
     lab.finish(verdict, seen, &why)
+}
+
+/// A read or write that failed, in words: a timeout means both sides wait for the other to
+/// close first, a reset that one side aborted.
+fn explain_io(e: io::Error) -> anyhow::Error {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        anyhow::anyhow!(
+            "nothing came for {} s ({e}): each side is waiting for the other. A read until \
+             the peer's FIN (read() == 0) on both sides never ends; decide which side closes \
+             first, and change both functions so that the other one waits for it",
+            IO_TIMEOUT.as_secs()
+        )
+    } else if e.kind() == io::ErrorKind::ConnectionReset {
+        anyhow::anyhow!(
+            "{e}: the other side aborted the connection with RST. A close with SO_LINGER 0, or \
+             with data left unread, resets instead of closing, and leaves no TIME_WAIT to move"
+        )
+    } else {
+        e.into()
+    }
 }
 
 /// The churn and its arithmetic, narrated and put into the facts.
