@@ -122,7 +122,30 @@ pub fn run(lab: &mut Lab, listen: fn(SocketAddr) -> io::Result<TcpListener>) -> 
             "bind() failed with {} ({e}), which is not what this lesson is about",
             errno_name(e)
         ),
+        Ok(l) if l.local_addr()?.port() != addr.port() => (
+            Verdict::Leak,
+            format!(
+                "the restarted server listens on port {}, not on its own port {}: clients that \
+                 know the server's port find nothing there",
+                l.local_addr()?.port(),
+                addr.port()
+            ),
+        ),
         Ok(l) => {
+            // A second copy of the same server, started while the first listens: SO_REUSEADDR
+            // refuses it on Linux; SO_REUSEPORT lets both listen and share the connections.
+            let second = listen(addr);
+            lab.fact("second_server_bound", second.is_ok());
+            lab.require(
+                second.is_err(),
+                format!(
+                    "a second copy of the server could listen on port {} while the first still \
+                     did: the option used (SO_REUSEPORT) shares a port between live servers, \
+                     far more than a restart needs; SO_REUSEADDR only looks past TIME_WAIT",
+                    addr.port()
+                ),
+            );
+            drop(second);
             lab.fact("bind_error", serde_json::Value::Null);
             lab.fact("bind_ok", true);
             lab.fact(
