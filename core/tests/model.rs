@@ -262,7 +262,7 @@ fn realise(g: &Gen, t: &Tcb) -> Option<Input> {
 proptest! {
     #[test]
     fn random_inputs_never_make_an_illegal_transition(
-        start in 0usize..16,
+        start in 0usize..17,
         linux in any::<bool>(),
         script in proptest::collection::vec(any_gen(), 0..60),
     ) {
@@ -290,7 +290,7 @@ proptest! {
     }
 
     #[test]
-    fn every_sample_input_is_handled(start in 0usize..16) {
+    fn every_sample_input_is_handled(start in 0usize..17) {
         let opts = Options::linux();
         let samples = sample_tcbs(&opts);
         let tcb = &samples[start % samples.len()];

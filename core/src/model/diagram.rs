@@ -95,12 +95,23 @@ pub fn sample_tcbs(opts: &Options) -> Vec<Tcb> {
         with(&fw1, &[seg(K::FinAck, IRS + 1, ISS + 1)]),
         with(&est, &[seg(K::FinAck, IRS + 1, ISS + 1), u(Close)]),
         with(&fw2, &[seg(K::FinAck, IRS + 1, ISS + 2)]),
+        // TIME-WAIT on the side that accepted the connection (the server closed first):
+        // there a listener can take a new SYN (Options::reopen_time_wait_on_syn).
+        vec![
+            u(PassiveOpen),
+            seg(K::Syn, IRS, 0),
+            seg(K::Ack, IRS + 1, ISS + 1),
+            u(Close),
+            seg(K::Ack, IRS + 1, ISS + 2),
+            seg(K::FinAck, IRS + 1, ISS + 2),
+        ],
     ];
     scripts.iter().map(|s| drive(s, opts)).collect()
 }
 
 /// Every input worth trying on `tcb`: each call, each segment kind (in window, acking all or
-/// nothing new, and for TIME-WAIT a retransmitted FIN), each timer (due).
+/// nothing new, and for TIME-WAIT a retransmitted FIN), a SYN above RCV.NXT (a new
+/// connection from the same port), each timer (due).
 pub fn sample_inputs(tcb: &Tcb) -> Vec<Input> {
     let mut v: Vec<Input> = Call::ALL.into_iter().map(Input::User).collect();
     let seq = if tcb.state.synchronized() {
@@ -109,12 +120,20 @@ pub fn sample_inputs(tcb: &Tcb) -> Vec<Input> {
         IRS
     };
     for k in SegKind::ALL {
+        if k == SegKind::RstAck && tcb.state != State::SynSent {
+            // Outside SYN-SENT a RST's ACK bit changes nothing (RFC 9293 3.10.7.4 checks the
+            // RST before the ACK): one `rcv RST` edge says it all.
+            continue;
+        }
         v.push(seg(k, seq, tcb.snd_nxt));
         if k.has_ack() && tcb.snd_una != tcb.snd_nxt {
             v.push(seg(k, seq, tcb.snd_una));
         }
         if k.has_fin() {
             v.push(seg(k, seq.wrapping_sub(1), tcb.snd_nxt));
+        }
+        if k == SegKind::Syn && tcb.state.synchronized() {
+            v.push(seg(k, seq.wrapping_add(1000), 0));
         }
     }
     v.extend(Timer::ALL.into_iter().map(Input::Timer));
@@ -197,9 +216,13 @@ pub const FIGURE_5: [(State, State); 20] = {
 /// Whether `from -> to` is legal: an edge of Figure 5, or one of the documented others:
 /// any state to CLOSED by RST, ABORT, retransmission give-up, close() with unread data
 /// (RFC 9293 3.10.5, 3.10.7.4, 3.10.8, 3.6) or Linux's orphaned FIN_WAIT2 timeout;
-/// SYN-RECEIVED to CLOSED (RST after an active open).
+/// SYN-RECEIVED to CLOSED (RST after an active open); and TIME-WAIT to SYN-RECEIVED, a new
+/// SYN reopening the connection (RFC 9293 3.6.1 MAY-2, which Linux takes and Figure 5 does
+/// not draw).
 pub fn is_legal(from: State, to: State) -> bool {
-    FIGURE_5.contains(&(from, to)) || (to == State::Closed && from != State::Closed)
+    FIGURE_5.contains(&(from, to))
+        || (to == State::Closed && from != State::Closed)
+        || (from, to) == (State::TimeWait, State::SynReceived)
 }
 
 /// Group edges by (from, to), joining labels: what the diagrams draw.
