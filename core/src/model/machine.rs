@@ -1515,6 +1515,235 @@ mod tests {
         }
     }
 
+    /// An endpoint in TIME-WAIT, reached through the machine at times 0..=5. `passive`: it
+    /// accepted the connection (ISS 300, peer's ISS 100); else it connected (ISS 100, peer's
+    /// 300). Either way it closed first.
+    fn time_wait(passive: bool, o: &Options) -> Tcb {
+        let (mut t, inputs) = if passive {
+            (
+                Tcb::new(300),
+                vec![
+                    Input::User(Call::PassiveOpen),
+                    seg(SegKind::Syn, 100, 0),
+                    seg(SegKind::Ack, 101, 301),
+                    Input::User(Call::Close),
+                    seg(SegKind::Ack, 101, 302),
+                    seg(SegKind::FinAck, 101, 302),
+                ],
+            )
+        } else {
+            (
+                Tcb::new(100),
+                vec![
+                    Input::User(Call::ActiveOpen),
+                    seg(SegKind::SynAck, 300, 101),
+                    Input::User(Call::Close),
+                    seg(SegKind::Ack, 301, 102),
+                    seg(SegKind::FinAck, 301, 102),
+                ],
+            )
+        };
+        for (now, i) in inputs.into_iter().enumerate() {
+            t.step(i, now as u64, o);
+        }
+        assert_eq!(t.state, State::TimeWait);
+        t
+    }
+
+    #[test]
+    fn new_syn_reopens_time_wait_on_linux_only() {
+        // Linux (tcp_timewait_state_process(): TCP_TW_SYN, and a listener in tcp_v4_rcv()):
+        // a SYN above RCV.NXT reopens, with ISS = the old SND.NXT + 65535 + 2.
+        let o = Options::linux();
+        let mut t = time_wait(true, &o);
+        let syn = Segment::new(SegKind::Syn, t.rcv_nxt + 1000, 0);
+        let out = t.step(Input::Segment(syn), 10, &o);
+        assert_eq!(out.path, vec![State::SynReceived]);
+        let iss = 302 + 65_535 + 2;
+        assert_eq!(out.send, vec![Segment::new(SegKind::SynAck, iss, syn.seq + 1)]);
+        assert_eq!(t.timers.time_wait, None, "the TIME-WAIT timer is gone");
+        assert!(t.passive);
+        // The reopened connection completes its handshake.
+        let out = t.step(seg(SegKind::Ack, syn.seq + 1, iss + 1), 11, &o);
+        assert_eq!(out.to(), State::Established);
+
+        // The RFC's event processing answers the same SYN with a challenge ACK (3.10.7.4
+        // fourth check, RFC 5961 4.2) and leaves the timer alone.
+        let r = Options::rfc();
+        let mut t = time_wait(true, &r);
+        let before = t.timers.time_wait;
+        let out = t.step(seg(SegKind::Syn, t.rcv_nxt + 1000, 0), 10, &r);
+        assert!(out.path.is_empty());
+        assert_eq!(out.send, vec![Segment::new(SegKind::Ack, 302, 102)]);
+        assert!(out.why.contains("RFC 5961 4.2"), "{}", out.why);
+        assert_eq!(t.timers.time_wait, before);
+    }
+
+    #[test]
+    fn syn_in_time_wait_without_listener_or_not_newer_gets_an_ack_on_linux() {
+        let o = Options::linux();
+        // We connected: no listener on our port, so tcp_v4_rcv() answers TCP_TW_SYN with
+        // an ACK; an ACK-less SYN does not restart the timer.
+        let mut t = time_wait(false, &o);
+        let before = t.timers.time_wait;
+        let out = t.step(seg(SegKind::Syn, t.rcv_nxt + 1000, 0), 10, &o);
+        assert!(out.path.is_empty());
+        assert_eq!(out.send, vec![Segment::new(SegKind::Ack, 102, 302)]);
+        assert_eq!(t.timers.time_wait, before);
+        // A SYN at or below RCV.NXT may be an old duplicate: ACK, even with a listener.
+        let mut t = time_wait(true, &o);
+        let out = t.step(seg(SegKind::Syn, t.rcv_nxt - 5, 0), 10, &o);
+        assert_eq!((out.path.len(), out.send[0].kind), (0, SegKind::Ack));
+        assert_eq!(t.state, State::TimeWait);
+    }
+
+    #[test]
+    fn in_window_bare_ack_in_time_wait_restarts_silently_on_linux() {
+        // Linux: "In window segment, it may be only reset or bare ack":
+        // inet_twsk_reschedule(tw, TCP_TIMEWAIT_LEN), TCP_TW_SUCCESS (nothing sent).
+        let o = Options::linux();
+        let mut t = time_wait(false, &o);
+        assert_eq!(t.timers.time_wait, Some(4 + 60_000_000));
+        let now = 30_000_000;
+        let out = t.step(seg(SegKind::Ack, t.rcv_nxt, t.snd_nxt), now, &o);
+        assert!(out.send.is_empty(), "Linux sends nothing: {:?}", out.send);
+        assert_eq!(t.timers.time_wait, Some(now + 60_000_000));
+        assert_eq!(t.state, State::TimeWait);
+        // RFC 9293: nothing to act on; only a FIN restarts the 2*MSL timer.
+        let r = Options::rfc();
+        let mut t = time_wait(false, &r);
+        let before = t.timers.time_wait;
+        let out = t.step(seg(SegKind::Ack, t.rcv_nxt, t.snd_nxt), now, &r);
+        assert!(out.send.is_empty());
+        assert_eq!(t.timers.time_wait, before);
+    }
+
+    #[test]
+    fn retransmitted_fin_in_time_wait_is_acked_and_restarts_the_timer_in_both() {
+        for o in [Options::linux(), Options::rfc()] {
+            let mut t = time_wait(false, &o);
+            let now = 30_000_000;
+            let fin = seg(SegKind::FinAck, t.rcv_nxt - 1, t.snd_nxt);
+            let out = t.step(fin, now, &o);
+            assert_eq!(out.send, vec![Segment::new(SegKind::Ack, 102, 302)], "{}", o.name);
+            assert_eq!(t.timers.time_wait, Some(now + o.time_wait_us), "{}", o.name);
+        }
+    }
+
+    #[test]
+    fn old_duplicate_in_time_wait_restarts_the_timer_on_linux_only() {
+        // Linux: out of window with ACK set: TCP_TW_ACK and inet_twsk_reschedule().
+        // RFC 9293 3.10.7.4 first check: ACK and drop; the timer runs on.
+        for (o, restarts) in [(Options::linux(), true), (Options::rfc(), false)] {
+            let mut t = time_wait(false, &o);
+            let before = t.timers.time_wait;
+            let now = 30_000_000;
+            let out = t.step(seg(SegKind::Data, t.rcv_nxt - 2, t.snd_nxt), now, &o);
+            assert_eq!(out.send, vec![Segment::new(SegKind::Ack, 102, 302)], "{}", o.name);
+            assert_eq!(out.delivered, 0);
+            let expect = if restarts {
+                Some(now + o.time_wait_us)
+            } else {
+                before
+            };
+            assert_eq!(t.timers.time_wait, expect, "{}", o.name);
+        }
+    }
+
+    #[test]
+    fn rst_in_time_wait_counts_only_in_window() {
+        for o in [Options::linux(), Options::rfc()] {
+            let mut t = time_wait(false, &o);
+            let out = t.step(seg(SegKind::Rst, t.rcv_nxt + 3, 0), 10, &o);
+            assert!(out.path.is_empty() && out.send.is_empty(), "{}", o.name);
+            let out = t.step(seg(SegKind::Rst, t.rcv_nxt, 0), 11, &o);
+            assert_eq!(out.to(), State::Closed, "{}", o.name);
+        }
+    }
+
+    #[test]
+    fn syn_sent_takes_a_rst_only_with_an_acceptable_ack() {
+        // RFC 9293 3.10.7.3 and Linux tcp_rcv_synsent_state_process() agree.
+        for o in [Options::linux(), Options::rfc()] {
+            let fresh = || {
+                let mut t = Tcb::new(100);
+                t.step(Input::User(Call::ActiveOpen), 0, &o);
+                t
+            };
+            // A RST without ACK: nothing proves it answers our SYN. Dropped.
+            let mut t = fresh();
+            let out = t.step(seg(SegKind::Rst, 0, 0), 1, &o);
+            assert_eq!((out.to(), out.error), (State::SynSent, None), "{}", o.name);
+            assert!(out.send.is_empty());
+            // A RST+ACK that acknowledges something else: dropped, never answered.
+            let mut t = fresh();
+            let out = t.step(seg(SegKind::RstAck, 0, 555), 1, &o);
+            assert_eq!((out.to(), out.error), (State::SynSent, None), "{}", o.name);
+            assert!(out.send.is_empty());
+            // A RST+ACK of our SYN: connection refused.
+            let mut t = fresh();
+            let out = t.step(seg(SegKind::RstAck, 0, 101), 1, &o);
+            assert_eq!(out.to(), State::Closed, "{}", o.name);
+            assert_eq!(out.error, Some(UserError::ConnectionRefused));
+            // That is what a closed port sends back to a SYN (3.10.7.1).
+            let mut closed = Tcb::new(7);
+            let out = closed.step(seg(SegKind::Syn, 100, 0), 0, &o);
+            assert_eq!(out.send, vec![Segment::new(SegKind::RstAck, 0, 101)]);
+        }
+    }
+
+    #[test]
+    fn linux_retry_limits_follow_the_sysctls() {
+        let o = Options::linux();
+        // Retransmissions before ETIMEDOUT (each RTO resends once, the next one gives up).
+        let count = |t: &mut Tcb| {
+            let mut now = 0;
+            let mut resent = 0;
+            loop {
+                now += o.rto_us;
+                let out = t.step(Input::Timer(Timer::Retransmit), now, &o);
+                if out.error == Some(UserError::TimedOut) {
+                    return resent;
+                }
+                resent += out.send.len() as u32;
+                assert!(resent < 1000);
+            }
+        };
+        // connect(): tcp_syn_retries = 6.
+        let mut t = Tcb::new(100);
+        t.step(Input::User(Call::ActiveOpen), 0, &o);
+        assert_eq!(count(&mut t), 6);
+        // A passive SYN+ACK: tcp_synack_retries = 5.
+        let mut t = Tcb::new(300);
+        t.step(Input::User(Call::PassiveOpen), 0, &o);
+        t.step(seg(SegKind::Syn, 100, 0), 0, &o);
+        assert_eq!(count(&mut t), 5);
+        // Data on a socket the program holds: tcp_retries2 = 15.
+        let mut t = Tcb::new(100);
+        t.step(Input::User(Call::ActiveOpen), 0, &o);
+        t.step(seg(SegKind::SynAck, 300, 101), 0, &o);
+        t.step(Input::User(Call::Send), 0, &o);
+        assert_eq!(count(&mut t), 15);
+        // A FIN after close(): an orphan, tcp_orphan_retries 0 read as 8.
+        let mut t = Tcb::new(100);
+        t.step(Input::User(Call::ActiveOpen), 0, &o);
+        t.step(seg(SegKind::SynAck, 300, 101), 0, &o);
+        t.step(Input::User(Call::Close), 0, &o);
+        assert_eq!(count(&mut t), 8);
+    }
+
+    #[test]
+    fn syn_in_a_synchronized_state_cites_rfc_5961_section_4_2() {
+        for o in [Options::linux(), Options::rfc()] {
+            let mut t = Tcb::new(100);
+            t.step(Input::User(Call::ActiveOpen), 0, &o);
+            t.step(seg(SegKind::SynAck, 300, 101), 0, &o);
+            let out = t.step(seg(SegKind::Syn, 301, 0), 1, &o);
+            assert_eq!(out.send, vec![Segment::new(SegKind::Ack, 101, 301)]);
+            assert!(out.why.contains("RFC 5961 4.2"), "{}", out.why);
+        }
+    }
+
     #[test]
     fn old_duplicate_is_acked_not_delivered() {
         let o = Options::rfc();
