@@ -209,7 +209,10 @@ fn connect_to_a_closed_port_is_refused_by_a_rst_with_ack() {
     use tcplab_core::model::sim::{LogEntry, simulate};
     use tcplab_core::model::{Script, UserError};
     for opts in [Options::linux(), Options::rfc()] {
-        let r = simulate(&Script::new().call(0, Side::Client, Call::ActiveOpen), &opts);
+        let r = simulate(
+            &Script::new().call(0, Side::Client, Call::ActiveOpen),
+            &opts,
+        );
         let kinds: Vec<SegKind> = r.segments.iter().map(|s| s.segment.kind).collect();
         assert_eq!(kinds, [SegKind::Syn, SegKind::RstAck], "{}", opts.name);
         assert_eq!(r.client.state, State::Closed);

@@ -404,7 +404,11 @@ pub fn svg(edges: &[Edge]) -> String {
             // join the middles of two sides instead, the shortest pair that stays clear.
             line = side_middles(a)
                 .into_iter()
-                .flat_map(|p| side_middles(b).into_iter().map(move |q| (p.0, p.1, q.0, q.1)))
+                .flat_map(|p| {
+                    side_middles(b)
+                        .into_iter()
+                        .map(move |q| (p.0, p.1, q.0, q.1))
+                })
                 .filter(|l| !crosses_a_box(*l, a, b))
                 .min_by(|l, m| length(*l).total_cmp(&length(*m)))
                 .unwrap_or(line);

@@ -1374,7 +1374,8 @@ impl Tcb {
                         if linux && seg.kind.has_ack() {
                             self.restart_time_wait(now, opts);
                         }
-                        out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK (RFC 5961 4.2)";
+                        out.why =
+                            "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK (RFC 5961 4.2)";
                     }
                     K::Fin | K::FinAck if retransmitted_fin => {
                         // 3.10.7.4 eighth check: the peer retransmitted its FIN (our last ACK
@@ -1560,7 +1561,10 @@ mod tests {
         let out = t.step(Input::Segment(syn), 10, &o);
         assert_eq!(out.path, vec![State::SynReceived]);
         let iss = 302 + 65_535 + 2;
-        assert_eq!(out.send, vec![Segment::new(SegKind::SynAck, iss, syn.seq + 1)]);
+        assert_eq!(
+            out.send,
+            vec![Segment::new(SegKind::SynAck, iss, syn.seq + 1)]
+        );
         assert_eq!(t.timers.time_wait, None, "the TIME-WAIT timer is gone");
         assert!(t.passive);
         // The reopened connection completes its handshake.
@@ -1625,7 +1629,12 @@ mod tests {
             let now = 30_000_000;
             let fin = seg(SegKind::FinAck, t.rcv_nxt - 1, t.snd_nxt);
             let out = t.step(fin, now, &o);
-            assert_eq!(out.send, vec![Segment::new(SegKind::Ack, 102, 302)], "{}", o.name);
+            assert_eq!(
+                out.send,
+                vec![Segment::new(SegKind::Ack, 102, 302)],
+                "{}",
+                o.name
+            );
             assert_eq!(t.timers.time_wait, Some(now + o.time_wait_us), "{}", o.name);
         }
     }
@@ -1639,7 +1648,12 @@ mod tests {
             let before = t.timers.time_wait;
             let now = 30_000_000;
             let out = t.step(seg(SegKind::Data, t.rcv_nxt - 2, t.snd_nxt), now, &o);
-            assert_eq!(out.send, vec![Segment::new(SegKind::Ack, 102, 302)], "{}", o.name);
+            assert_eq!(
+                out.send,
+                vec![Segment::new(SegKind::Ack, 102, 302)],
+                "{}",
+                o.name
+            );
             assert_eq!(out.delivered, 0);
             let expect = if restarts {
                 Some(now + o.time_wait_us)
