@@ -348,6 +348,10 @@ impl fmt::Display for UserError {
 /// | `restart_time_wait_on_ack` | only a FIN restarts the 2*MSL timer | any segment with ACK restarts it |
 /// | retries | time limits (3.8.3): 100 s, 3 min for a SYN | counts per state (sysctls) |
 ///
+/// The Linux TIME-WAIT rows were seen on this project's 6.18 kernel with
+/// `scripts/time_wait_probe.py` (root: it plays the peer with hand-made segments in two
+/// network namespaces of its own and reads the timer with `ss`).
+///
 /// Where they agree, there is no field: a RST in SYN-SENT counts only with an acceptable ACK
 /// (RFC 9293 3.10.7.3; Linux `tcp_rcv_synsent_state_process()`), and a SYN in a synchronized
 /// state gets a challenge ACK (3.10.7.4 fourth check, RFC 5961 section 4.2; Linux
