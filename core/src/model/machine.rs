@@ -6,13 +6,15 @@
 //! in answer, and where Linux deliberately differs from the RFC (see [`Options`]).
 //!
 //! What it leaves out on purpose: windows, MSS, congestion control, urgent data, options,
-//! precedence, PAWS and timestamps. Sequence numbers are kept, but abstract: every data
-//! segment is one unit of sequence space (like SYN and FIN), and the receive window is one
-//! unit wide, so a segment is acceptable only if it is exactly the next one expected; a real
-//! TCP would also queue segments further ahead in its window. That is enough to tell an old
-//! duplicate from new data, and a retransmitted FIN from a new one. The machine is pure: no
-//! I/O, no clock, no randomness; the caller passes the time in and chooses the initial
-//! sequence number.
+//! precedence, PAWS and timestamps, the rate limits on ACKs that answer bad segments
+//! (tcp_invalid_ratelimit, tcp_challenge_ack_limit), and RTO backoff (one fixed RTO).
+//! Sequence numbers are kept, but abstract: every data segment is one unit of sequence space
+//! (like SYN and FIN), and the receive window is one unit wide, so a segment is acceptable
+//! only if it is exactly the next one expected; a real TCP would also queue segments further
+//! ahead in its window. That is enough to tell an old duplicate from new data, and a
+//! retransmitted FIN from a new one. The machine is pure: no I/O, no clock, no randomness;
+//! the caller passes the time in and chooses the initial sequence number (a connection that
+//! reopens TIME-WAIT takes Linux's choice, see [`Options::reopen_time_wait_on_syn`]).
 
 use std::fmt;
 
@@ -368,7 +370,7 @@ pub struct Options {
     /// 60 s by default; the socket then disappears quietly, sending nothing.
     pub fin_wait2_timeout_us: Option<u64>,
     /// close() with unread received data (or data arriving after close()) sends RST instead
-    /// of FIN. RFC 9293 section 3.6 says a TCP SHOULD do this (from RFC 1122 4.2.2.13), but
+    /// of FIN. RFC 9293 section 3.6.1 says a TCP SHOULD do this (from RFC 1122 4.2.2.13), but
     /// Figure 5 does not draw it; RFC 2525 section 2.17 lists not doing it as a known
     /// implementation problem. Linux does it (tcp_close(): "data was lost").
     pub rst_on_unread_close: bool,
@@ -422,7 +424,8 @@ pub struct Options {
     pub retries: u32,
     /// Retransmissions on an orphan (the program called close()) before it gives up.
     /// Linux: net.ipv4.tcp_orphan_retries is 0 by default, which `tcp_orphan_retries()`
-    /// (net/ipv4/tcp_timer.c) turns into 8 while the peer still answers. The RFC has no
+    /// (net/ipv4/tcp_timer.c) turns into 8 as long as the RTO is below TCP_RTO_MAX (120 s;
+    /// `tcp_write_timeout()` passes `alive = icsk_rto < TCP_RTO_MAX`). The RFC has no
     /// orphans: the same limit as `retries`.
     ///
     /// The model counts retransmissions at a fixed RTO; Linux turns tcp_retries2 and
