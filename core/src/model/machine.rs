@@ -748,7 +748,9 @@ impl Tcb {
         }
         if seg.kind.has_ack() && !seg.kind.is_rst() {
             if seq_lt(self.snd_nxt, seg.ack) {
-                // Fifth check: it acks something not yet sent.
+                // Fifth check: it acks something not yet sent. (RFC 5961 section 5.2 also
+                // answers an ACK below SND.UNA - MAX.SND.WND with an ACK and drops it; the model
+                // keeps no send window, so it leaves that test out.)
                 if self.state == State::SynReceived {
                     out.send.push(Tcb::rst_for(seg));
                 } else {
@@ -1388,9 +1390,12 @@ impl Tcb {
                         // 3.10.7.4 eighth check: the peer retransmitted its FIN (our last ACK
                         // was lost): ACK it again and restart the 2*MSL timeout. This is the
                         // first reason TIME-WAIT exists (RFC 9293 3.6). Linux: out of window,
-                        // TCP_TW_ACK and `inet_twsk_reschedule()`: the same.
+                        // TCP_TW_ACK and `inet_twsk_reschedule()`: the same, except that a FIN
+                        // without ACK (which no real stack sends) does not restart the timer.
                         self.ack_now(&mut out);
-                        self.restart_time_wait(now, opts);
+                        if !linux || seg.kind.has_ack() {
+                            self.restart_time_wait(now, opts);
+                        }
                         out.why = "RFC 9293 3.10.7.4 TIME-WAIT: FIN again, ACK, restart 2*MSL";
                     }
                     K::Ack if in_window && linux => {
