@@ -107,3 +107,22 @@ def test_diagram() -> None:
     d = tcplab.diagram()
     assert d._repr_svg_().startswith("<svg")
     assert "TIME_WAIT" in d.text and "digraph" in d.dot
+
+
+def test_diagram_profiles_differ_on_time_wait_reopening() -> None:
+    # Linux lets a newer SYN reopen TIME_WAIT (RFC 9293 3.6.1 MAY-2); the RFC profile answers
+    # it with a challenge ACK, so only the Linux table has that edge.
+    def reopens(text: str) -> bool:
+        return any(
+            line.split()[:3] == ["TIME_WAIT", "->", "SYN_RECV"] for line in text.splitlines()
+        )
+
+    assert reopens(tcplab.diagram().text)
+    assert not reopens(tcplab.diagram(rfc=True).text)
+    # In SYN_SENT only a RST that acknowledges the SYN refuses the connection.
+    syn_sent_rst = [
+        line
+        for line in tcplab.diagram().text.splitlines()
+        if line.startswith("SYN_SENT") and "RST" in line
+    ]
+    assert len(syn_sent_rst) == 1 and "rcv RST+ACK" in syn_sent_rst[0]

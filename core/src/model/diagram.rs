@@ -35,9 +35,11 @@ impl Edge {
         }
     }
 
-    /// Edges that Figure 5 does not draw: resets, aborts, give-ups, Linux timers.
+    /// Edges that Figure 5 does not draw: resets, aborts, give-ups, Linux timers, and a new
+    /// SYN reopening TIME-WAIT (RFC 9293 3.6.1 MAY-2, which Linux takes).
     pub fn is_exceptional(&self) -> bool {
-        self.input.contains("RST")
+        (self.from, self.to) == (State::TimeWait, State::SynReceived)
+            || self.input.contains("RST")
             || self.input.contains("ABORT")
             || self.input.contains("RTO")
             || self.input.contains("fin_timeout")
@@ -95,12 +97,23 @@ pub fn sample_tcbs(opts: &Options) -> Vec<Tcb> {
         with(&fw1, &[seg(K::FinAck, IRS + 1, ISS + 1)]),
         with(&est, &[seg(K::FinAck, IRS + 1, ISS + 1), u(Close)]),
         with(&fw2, &[seg(K::FinAck, IRS + 1, ISS + 2)]),
+        // TIME-WAIT on the side that accepted the connection (the server closed first):
+        // there a listener can take a new SYN (Options::reopen_time_wait_on_syn).
+        vec![
+            u(PassiveOpen),
+            seg(K::Syn, IRS, 0),
+            seg(K::Ack, IRS + 1, ISS + 1),
+            u(Close),
+            seg(K::Ack, IRS + 1, ISS + 2),
+            seg(K::FinAck, IRS + 1, ISS + 2),
+        ],
     ];
     scripts.iter().map(|s| drive(s, opts)).collect()
 }
 
 /// Every input worth trying on `tcb`: each call, each segment kind (in window, acking all or
-/// nothing new, and for TIME-WAIT a retransmitted FIN), each timer (due).
+/// nothing new, and for TIME-WAIT a retransmitted FIN), a SYN above RCV.NXT (a new
+/// connection from the same port), each timer (due).
 pub fn sample_inputs(tcb: &Tcb) -> Vec<Input> {
     let mut v: Vec<Input> = Call::ALL.into_iter().map(Input::User).collect();
     let seq = if tcb.state.synchronized() {
@@ -109,12 +122,20 @@ pub fn sample_inputs(tcb: &Tcb) -> Vec<Input> {
         IRS
     };
     for k in SegKind::ALL {
+        if k == SegKind::RstAck && tcb.state != State::SynSent {
+            // Outside SYN-SENT a RST's ACK bit changes nothing (RFC 9293 3.10.7.4 checks the
+            // RST before the ACK): one `rcv RST` edge says it all.
+            continue;
+        }
         v.push(seg(k, seq, tcb.snd_nxt));
         if k.has_ack() && tcb.snd_una != tcb.snd_nxt {
             v.push(seg(k, seq, tcb.snd_una));
         }
         if k.has_fin() {
             v.push(seg(k, seq.wrapping_sub(1), tcb.snd_nxt));
+        }
+        if k == SegKind::Syn && tcb.state.synchronized() {
+            v.push(seg(k, seq.wrapping_add(1000), 0));
         }
     }
     v.extend(Timer::ALL.into_iter().map(Input::Timer));
@@ -197,9 +218,13 @@ pub const FIGURE_5: [(State, State); 20] = {
 /// Whether `from -> to` is legal: an edge of Figure 5, or one of the documented others:
 /// any state to CLOSED by RST, ABORT, retransmission give-up, close() with unread data
 /// (RFC 9293 3.10.5, 3.10.7.4, 3.10.8, 3.6) or Linux's orphaned FIN_WAIT2 timeout;
-/// SYN-RECEIVED to CLOSED (RST after an active open).
+/// SYN-RECEIVED to CLOSED (RST after an active open); and TIME-WAIT to SYN-RECEIVED, a new
+/// SYN reopening the connection (RFC 9293 3.6.1 MAY-2, which Linux takes and Figure 5 does
+/// not draw).
 pub fn is_legal(from: State, to: State) -> bool {
-    FIGURE_5.contains(&(from, to)) || (to == State::Closed && from != State::Closed)
+    FIGURE_5.contains(&(from, to))
+        || (to == State::Closed && from != State::Closed)
+        || (from, to) == (State::TimeWait, State::SynReceived)
 }
 
 /// Group edges by (from, to), joining labels: what the diagrams draw.
@@ -287,6 +312,36 @@ fn center((c, r): (i64, i64)) -> (f64, f64) {
 }
 
 /// Where the segment from a box's centre towards (dx, dy) leaves the box.
+type Line = (f64, f64, f64, f64);
+
+fn length((x1, y1, x2, y2): Line) -> f64 {
+    ((x2 - x1).powi(2) + (y2 - y1).powi(2)).sqrt()
+}
+
+/// The middles of a box's four sides.
+fn side_middles(cell: (i64, i64)) -> [(f64, f64); 4] {
+    let (cx, cy) = center(cell);
+    let (hw, hh) = (BOX_W as f64 / 2.0, BOX_H as f64 / 2.0);
+    [(cx - hw, cy), (cx + hw, cy), (cx, cy - hh), (cx, cy + hh)]
+}
+
+/// Whether a line passes through a box other than those of its two ends (checked at
+/// points along it, with a few pixels to spare).
+fn crosses_a_box(line: Line, a: (i64, i64), b: (i64, i64)) -> bool {
+    let (x1, y1, x2, y2) = line;
+    let mut cells: Vec<(i64, i64)> = State::ALL.into_iter().map(cell).collect();
+    cells.push(CLOSED_BOTTOM);
+    cells.retain(|c| *c != a && *c != b);
+    (1..100).any(|i| {
+        let t = f64::from(i) / 100.0;
+        let (x, y) = (x1 + (x2 - x1) * t, y1 + (y2 - y1) * t);
+        cells.iter().any(|&c| {
+            let (cx, cy) = center(c);
+            (x - cx).abs() < BOX_W as f64 / 2.0 + 4.0 && (y - cy).abs() < BOX_H as f64 / 2.0 + 4.0
+        })
+    })
+}
+
 fn clip(c: (f64, f64), dx: f64, dy: f64) -> (f64, f64) {
     let (hw, hh) = (BOX_W as f64 / 2.0, BOX_H as f64 / 2.0);
     let tx = if dx.abs() > 1e-9 {
@@ -326,7 +381,7 @@ pub fn svg(edges: &[Edge]) -> String {
     );
     let _ = writeln!(
         s,
-        r##"<text x="10" y="38" fill="#666">dashed grey: resets, aborts and timeouts that Figure 5 does not draw</text>"##
+        r##"<text x="10" y="38" fill="#666">dashed grey: resets, aborts, timeouts and reopening from TIME_WAIT, which Figure 5 does not draw</text>"##
     );
     let groups = grouped(edges);
     for ((from, to), es) in &groups {
@@ -343,7 +398,22 @@ pub fn svg(edges: &[Edge]) -> String {
         let (nx, ny) = (-dy / len * 7.0, dx / len * 7.0);
         let p1 = clip(ca, dx, dy);
         let p2 = clip(cb, -dx, -dy);
-        let (x1, y1, x2, y2) = (p1.0 + nx, p1.1 + ny, p2.0 + nx, p2.1 + ny);
+        let mut line = (p1.0 + nx, p1.1 + ny, p2.0 + nx, p2.1 + ny);
+        if crosses_a_box(line, a, b) {
+            // A long edge (TIME-WAIT back to SYN-RECEIVED) would run through another box:
+            // join the middles of two sides instead, the shortest pair that stays clear.
+            line = side_middles(a)
+                .into_iter()
+                .flat_map(|p| {
+                    side_middles(b)
+                        .into_iter()
+                        .map(move |q| (p.0, p.1, q.0, q.1))
+                })
+                .filter(|l| !crosses_a_box(*l, a, b))
+                .min_by(|l, m| length(*l).total_cmp(&length(*m)))
+                .unwrap_or(line);
+        }
+        let (x1, y1, x2, y2) = line;
         let exceptional = es.iter().all(|e| e.is_exceptional());
         let style = if exceptional {
             r##"stroke="#999" stroke-dasharray="5,4""##

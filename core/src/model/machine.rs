@@ -6,13 +6,15 @@
 //! in answer, and where Linux deliberately differs from the RFC (see [`Options`]).
 //!
 //! What it leaves out on purpose: windows, MSS, congestion control, urgent data, options,
-//! precedence, PAWS and timestamps. Sequence numbers are kept, but abstract: every data
-//! segment is one unit of sequence space (like SYN and FIN), and the receive window is one
-//! unit wide, so a segment is acceptable only if it is exactly the next one expected; a real
-//! TCP would also queue segments further ahead in its window. That is enough to tell an old
-//! duplicate from new data, and a retransmitted FIN from a new one. The machine is pure: no
-//! I/O, no clock, no randomness; the caller passes the time in and chooses the initial
-//! sequence number.
+//! precedence, PAWS and timestamps, the rate limits on ACKs that answer bad segments
+//! (tcp_invalid_ratelimit, tcp_challenge_ack_limit), and RTO backoff (one fixed RTO).
+//! Sequence numbers are kept, but abstract: every data segment is one unit of sequence space
+//! (like SYN and FIN), and the receive window is one unit wide, so a segment is acceptable
+//! only if it is exactly the next one expected; a real TCP would also queue segments further
+//! ahead in its window. That is enough to tell an old duplicate from new data, and a
+//! retransmitted FIN from a new one. The machine is pure: no I/O, no clock, no randomness;
+//! the caller passes the time in and chooses the initial sequence number (a connection that
+//! reopens TIME-WAIT takes Linux's choice, see [`Options::reopen_time_wait_on_syn`]).
 
 use std::fmt;
 
@@ -108,19 +110,27 @@ pub enum SegKind {
     /// A FIN without ACK: legal only before synchronisation; real stacks always set ACK.
     Fin,
     FinAck,
+    /// A RST without ACK: what a TCP sends in answer to a segment that carried an ACK
+    /// (`<SEQ=SEG.ACK><CTL=RST>`, RFC 9293 3.10.7.1), and what ABORT sends (3.10.5).
     Rst,
+    /// A RST with ACK: the answer to a segment without ACK, a SYN above all
+    /// (`<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`, RFC 9293 3.10.7.1). Only this kind can
+    /// refuse a connection: in SYN-SENT a RST counts only if its ACK acknowledges our SYN
+    /// (RFC 9293 3.10.7.3).
+    RstAck,
     /// One unit of data, with ACK.
     Data,
 }
 
 impl SegKind {
-    pub const ALL: [SegKind; 7] = [
+    pub const ALL: [SegKind; 8] = [
         SegKind::Syn,
         SegKind::SynAck,
         SegKind::Ack,
         SegKind::Fin,
         SegKind::FinAck,
         SegKind::Rst,
+        SegKind::RstAck,
         SegKind::Data,
     ];
 
@@ -133,6 +143,7 @@ impl SegKind {
             SegKind::Fin => "FIN",
             SegKind::FinAck => "FIN+ACK",
             SegKind::Rst => "RST",
+            SegKind::RstAck => "RST+ACK",
             SegKind::Data => "DATA",
         }
     }
@@ -141,8 +152,13 @@ impl SegKind {
     pub fn has_ack(self) -> bool {
         matches!(
             self,
-            SegKind::SynAck | SegKind::Ack | SegKind::FinAck | SegKind::Data
+            SegKind::SynAck | SegKind::Ack | SegKind::FinAck | SegKind::RstAck | SegKind::Data
         )
+    }
+
+    /// Whether the RST bit is set.
+    pub fn is_rst(self) -> bool {
+        matches!(self, SegKind::Rst | SegKind::RstAck)
     }
 
     /// Whether the FIN bit is set.
@@ -154,7 +170,7 @@ impl SegKind {
     pub fn seq_len(self) -> u32 {
         match self {
             SegKind::Syn | SegKind::SynAck | SegKind::Fin | SegKind::FinAck | SegKind::Data => 1,
-            SegKind::Ack | SegKind::Rst => 0,
+            SegKind::Ack | SegKind::Rst | SegKind::RstAck => 0,
         }
     }
 }
@@ -320,6 +336,28 @@ impl fmt::Display for UserError {
 }
 
 /// Where a profile deviates from the letter of RFC 9293. Each field says who does what.
+///
+/// [`Options::rfc`] follows the event processing of RFC 9293 section 3.10 to the letter and
+/// takes none of its MAYs; [`Options::linux`] does what Linux 6.x does with default sysctls.
+/// Where the two part ways on how a connection ends:
+///
+/// | field | RFC 9293 | Linux |
+/// |---|---|---|
+/// | `time_wait_us` | 2*MSL = 240 s (3.6.1, MUST-13) | 60 s, TCP_TIMEWAIT_LEN |
+/// | `fin_wait2_timeout_us` | none: FIN-WAIT-2 waits forever | tcp_fin_timeout, 60 s, for an orphan |
+/// | `rst_on_unread_close` | a SHOULD (3.6.1) that the event processing leaves out | yes (`__tcp_close()`) |
+/// | `reopen_time_wait_on_syn` | no (reopening is MAY-2) | yes, a SYN above RCV.NXT reopens |
+/// | `restart_time_wait_on_ack` | only a FIN restarts the 2*MSL timer | any segment with ACK restarts it |
+/// | retries | time limits (3.8.3): 100 s, 3 min for a SYN | counts per state (sysctls) |
+///
+/// The Linux TIME-WAIT rows were seen on this project's 6.18 kernel with
+/// `scripts/time_wait_probe.py` (root: it plays the peer with hand-made segments in two
+/// network namespaces of its own and reads the timer with `ss`).
+///
+/// Where they agree, there is no field: a RST in SYN-SENT counts only with an acceptable ACK
+/// (RFC 9293 3.10.7.3; Linux `tcp_rcv_synsent_state_process()`), and a SYN in a synchronized
+/// state gets a challenge ACK (3.10.7.4 fourth check, RFC 5961 section 4.2; Linux
+/// `tcp_validate_incoming()` -> `tcp_send_challenge_ack()`, in net/ipv4/tcp_input.c).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Options {
     /// A short name for output: `rfc` or `linux`.
@@ -332,7 +370,7 @@ pub struct Options {
     /// 60 s by default; the socket then disappears quietly, sending nothing.
     pub fin_wait2_timeout_us: Option<u64>,
     /// close() with unread received data (or data arriving after close()) sends RST instead
-    /// of FIN. RFC 9293 section 3.6 says a TCP SHOULD do this (from RFC 1122 4.2.2.13), but
+    /// of FIN. RFC 9293 section 3.6.1 says a TCP SHOULD do this (from RFC 1122 4.2.2.13), but
     /// Figure 5 does not draw it; RFC 2525 section 2.17 lists not doing it as a known
     /// implementation problem. Linux does it (tcp_close(): "data was lost").
     pub rst_on_unread_close: bool,
@@ -340,15 +378,66 @@ pub struct Options {
     /// 3.10.7.4 says a RST closes TIME-WAIT; Linux's net.ipv4.tcp_rfc1337 is 0 by default,
     /// so Linux agrees with the RFC unless told otherwise.
     pub ignore_rst_in_time_wait: bool,
+    /// A SYN in TIME-WAIT whose sequence number is above RCV.NXT reopens the connection: the
+    /// TIME-WAIT socket goes, and the listener answers with SYN+ACK from SYN-RECEIVED.
+    ///
+    /// RFC 9293 3.6.1 allows it (MAY-2, taken from RFC 1122 4.2.2.13), provided the new ISS
+    /// is above every sequence number the old connection used; RFC 6191 adds the same test
+    /// with timestamps. The RFC's event processing (3.10.7.4 fourth check) answers any SYN
+    /// with a challenge ACK (RFC 5961 section 4.2), and that is what the `rfc` profile does.
+    ///
+    /// Linux takes the MAY: `tcp_timewait_state_process()` (net/ipv4/tcp_minisocks.c)
+    /// returns TCP_TW_SYN for a SYN without ACK that PAWS does not reject and whose sequence
+    /// number is after `tw_rcv_nxt` or whose TSval is newer (the model has no timestamps, so
+    /// only the first test applies), with ISS = `tw_snd_nxt + 65535 + 2`. `tcp_v4_rcv()`
+    /// (net/ipv4/tcp_ipv4.c) then hands the SYN to a listener on the port if there is one;
+    /// with none it answers with an ACK. The model's listener is the endpoint that opened
+    /// passively ([`Tcb::passive`]), and it is taken to be still listening.
+    pub reopen_time_wait_on_syn: bool,
+    /// In TIME-WAIT, any segment with the ACK bit restarts the TIME-WAIT timer, and an
+    /// in-window bare ACK (SEG.SEQ = RCV.NXT, no data, no FIN) is taken silently.
+    ///
+    /// RFC 9293 restarts the 2*MSL timeout only for a FIN (3.10.7.4 eighth check), answers
+    /// an unacceptable segment with an ACK (first check), and has nothing to do for an
+    /// acceptable bare ACK.
+    ///
+    /// Linux, in `tcp_timewait_state_process()`: an in-window bare ACK calls
+    /// `inet_twsk_reschedule(tw, TCP_TIMEWAIT_LEN)` and returns TCP_TW_SUCCESS, so nothing is
+    /// sent; any other segment (a retransmitted FIN, an old duplicate, data) is "out of
+    /// window": it is ACKed (TCP_TW_ACK, rate-limited for bare ACKs and SYNs by
+    /// `tcp_oow_rate_limited()`, which the model leaves out) and, if its ACK bit is set,
+    /// the timer is restarted too. A SYN without ACK gets the ACK but no restart.
+    pub restart_time_wait_on_ack: bool,
     /// The retransmission timeout, kept fixed (no backoff) to keep ladders readable.
     /// RFC 6298: 1 s initially. Linux on loopback: about TCP_RTO_MIN, 200 ms.
     pub rto_us: u64,
-    /// Retransmissions before the connection gives up with "connection timed out".
-    pub max_retries: u32,
+    /// Retransmissions of a SYN before connect() fails with ETIMEDOUT.
+    /// Linux: net.ipv4.tcp_syn_retries, default 6. RFC 9293 3.8.3: a SYN MUST be retried for
+    /// at least 3 minutes, here 180 retransmissions at the fixed 1 s RTO.
+    pub syn_retries: u32,
+    /// Retransmissions of a SYN+ACK before a passive open gives up.
+    /// Linux: net.ipv4.tcp_synack_retries, default 5. RFC: as for a SYN.
+    pub synack_retries: u32,
+    /// Retransmissions on a connection the program still holds before it gives up.
+    /// Linux: net.ipv4.tcp_retries2, default 15. RFC 9293 3.8.3: at least 100 s (R2),
+    /// here 100 retransmissions at the fixed 1 s RTO.
+    pub retries: u32,
+    /// Retransmissions on an orphan (the program called close()) before it gives up.
+    /// Linux: net.ipv4.tcp_orphan_retries is 0 by default, which `tcp_orphan_retries()`
+    /// (net/ipv4/tcp_timer.c) turns into 8 as long as the RTO is below TCP_RTO_MAX (120 s;
+    /// `tcp_write_timeout()` passes `alive = icsk_rto < TCP_RTO_MAX`). The RFC has no
+    /// orphans: the same limit as `retries`.
+    ///
+    /// The model counts retransmissions at a fixed RTO; Linux turns tcp_retries2 and
+    /// tcp_orphan_retries into a time budget computed as if the RTO doubled each time
+    /// (`retransmits_timed_out()`, net/ipv4/tcp_timer.c), so a model run gives up much
+    /// sooner than the kernel would.
+    pub orphan_retries: u32,
 }
 
 impl Options {
-    /// The letter of RFC 9293: TIME-WAIT for 2*MSL = 240 s, no FIN-WAIT-2 timer.
+    /// The letter of RFC 9293: TIME-WAIT for 2*MSL = 240 s, no FIN-WAIT-2 timer, no
+    /// reopening from TIME-WAIT, only a FIN restarts the TIME-WAIT timer.
     pub fn rfc() -> Options {
         Options {
             name: "rfc",
@@ -356,12 +445,19 @@ impl Options {
             fin_wait2_timeout_us: None,
             rst_on_unread_close: false,
             ignore_rst_in_time_wait: false,
+            reopen_time_wait_on_syn: false,
+            restart_time_wait_on_ack: false,
             rto_us: 1_000_000,
-            max_retries: 5,
+            syn_retries: 180,
+            synack_retries: 180,
+            retries: 100,
+            orphan_retries: 100,
         }
     }
 
-    /// What Linux 6.x does with default sysctls.
+    /// What Linux 6.x does with default sysctls (checked on this project's 6.18 machine:
+    /// tcp_syn_retries 6, tcp_synack_retries 5, tcp_retries2 15, tcp_orphan_retries 0,
+    /// tcp_rfc1337 0, tcp_fin_timeout 60).
     pub fn linux() -> Options {
         Options {
             name: "linux",
@@ -369,8 +465,41 @@ impl Options {
             fin_wait2_timeout_us: Some(60_000_000),
             rst_on_unread_close: true,
             ignore_rst_in_time_wait: false,
+            reopen_time_wait_on_syn: true,
+            restart_time_wait_on_ack: true,
             rto_us: 200_000,
-            max_retries: 8,
+            syn_retries: 6,
+            synack_retries: 5,
+            retries: 15,
+            orphan_retries: 8,
+        }
+    }
+
+    /// The retransmission limit for `tcb` in its current state. Linux picks it in
+    /// `tcp_write_timeout()` (net/ipv4/tcp_timer.c): tcp_syn_retries for a socket in
+    /// SYN_SENT or SYN_RECV (a simultaneous open), tcp_orphan_retries for an orphan,
+    /// tcp_retries2 otherwise; a request socket (a passive SYN_RECV) retransmits its SYN+ACK
+    /// tcp_synack_retries times (`reqsk_timer_handler()`, net/ipv4/inet_connection_sock.c).
+    pub fn retry_limit(&self, tcb: &Tcb) -> u32 {
+        match tcb.state {
+            State::SynSent => self.syn_retries,
+            State::SynReceived if tcb.passive => self.synack_retries,
+            State::SynReceived => self.syn_retries,
+            State::Closed
+            | State::Listen
+            | State::Established
+            | State::FinWait1
+            | State::FinWait2
+            | State::CloseWait
+            | State::Closing
+            | State::LastAck
+            | State::TimeWait => {
+                if tcb.orphaned {
+                    self.orphan_retries
+                } else {
+                    self.retries
+                }
+            }
         }
     }
 }
@@ -573,38 +702,55 @@ impl Tcb {
         self.enter(State::Closed, now, opts, out);
     }
 
-    /// The RST a CLOSED or LISTEN endpoint answers a stray segment with (RFC 9293 3.10.7.1).
+    /// The RST a CLOSED or LISTEN endpoint answers a stray segment with (RFC 9293 3.10.7.1):
+    /// `<SEQ=SEG.ACK><CTL=RST>` if it carried an ACK, else
+    /// `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`, whose ACK lets SYN-SENT accept it.
     fn rst_for(seg: &Segment) -> Segment {
         if seg.kind.has_ack() {
             Segment::new(SegKind::Rst, seg.ack, 0)
         } else {
-            Segment::new(SegKind::Rst, 0, seg.seq.wrapping_add(seg.kind.seq_len()))
+            Segment::new(SegKind::RstAck, 0, seg.seq.wrapping_add(seg.kind.seq_len()))
         }
     }
 
-    /// RFC 9293 3.10.7.4, first and fifth checks, for synchronized states: is the segment
-    /// the next one expected, and does its ACK make sense? Returns `false` if the segment was
-    /// dealt with here (dropped, perhaps with an ACK) and must not reach the state arms.
-    /// Also takes the ACK: advances SND.UNA and forgets acknowledged segments.
+    /// RFC 9293 3.10.7.3: in SYN-SENT an ACK is acceptable if SND.UNA < SEG.ACK =< SND.NXT,
+    /// that is, here, if it acknowledges our SYN.
+    fn syn_sent_ack_ok(&self, seg: &Segment) -> bool {
+        seg.kind.has_ack() && seq_lt(self.snd_una, seg.ack) && !seq_lt(self.snd_nxt, seg.ack)
+    }
+
+    /// Restart the TIME-WAIT timer (RFC 9293 3.10.7.4 eighth check; Linux
+    /// `inet_twsk_reschedule(tw, TCP_TIMEWAIT_LEN)`).
+    fn restart_time_wait(&mut self, now: u64, opts: &Options) {
+        self.timers.time_wait = Some(now + opts.time_wait_us);
+    }
+
+    /// RFC 9293 3.10.7.4, first and fifth checks, for synchronized states but TIME-WAIT (whose
+    /// arm does its own checks, as Linux's `tcp_timewait_state_process()` does): is the
+    /// segment the next one expected, and does its ACK make sense? Returns `false` if the
+    /// segment was dealt with here (dropped, perhaps with an ACK) and must not reach the
+    /// state arms. Also takes the ACK: advances SND.UNA and forgets acknowledged segments.
+    /// A RST's ACK field is not looked at: the RST check (second) comes before the ACK
+    /// check (fifth).
     fn check_sequence(&mut self, seg: &Segment, out: &mut Output) -> bool {
-        let retransmitted_fin = seg.kind.has_fin() && seg.seq.wrapping_add(1) == self.rcv_nxt;
-        if self.state == State::TimeWait && retransmitted_fin {
-            // 3.10.7.4 eighth check: the only thing that should arrive in TIME-WAIT is a
-            // retransmission of the peer's FIN; the TIME-WAIT arm acks it and restarts 2*MSL.
+        if self.state == State::TimeWait {
             return true;
         }
         if seg.seq != self.rcv_nxt {
             // First check: not acceptable (an old duplicate, or ahead of our one-unit window).
-            // Send an ACK unless it is a RST, and drop it.
-            if seg.kind != SegKind::Rst {
+            // Send an ACK unless it is a RST, and drop it. With a one-unit window an
+            // acceptable RST is always the exact match RFC 5961 section 3.2 asks for.
+            if !seg.kind.is_rst() {
                 self.ack_now(out);
             }
             out.why = "RFC 9293 3.10.7.4 first check: unacceptable segment, ACK and drop";
             return false;
         }
-        if seg.kind.has_ack() {
+        if seg.kind.has_ack() && !seg.kind.is_rst() {
             if seq_lt(self.snd_nxt, seg.ack) {
-                // Fifth check: it acks something not yet sent.
+                // Fifth check: it acks something not yet sent. (RFC 5961 section 5.2 also
+                // answers an ACK below SND.UNA - MAX.SND.WND with an ACK and drops it; the model
+                // keeps no send window, so it leaves that test out.)
                 if self.state == State::SynReceived {
                     out.send.push(Tcb::rst_for(seg));
                 } else {
@@ -684,7 +830,7 @@ impl Tcb {
             }
             (S::Closed, Input::Segment(seg)) => {
                 // 3.10.7.1: a CLOSED port answers everything but a RST with a RST.
-                if seg.kind != K::Rst {
+                if !seg.kind.is_rst() {
                     out.send.push(Tcb::rst_for(&seg));
                 }
                 out.why = "RFC 9293 3.10.7.1 CLOSED: answer with RST";
@@ -738,7 +884,7 @@ impl Tcb {
                     out.send.push(Tcb::rst_for(&seg));
                     out.why = "RFC 9293 3.10.7.2 LISTEN: ACK, send RST";
                 }
-                K::Fin | K::Rst => {
+                K::Fin | K::Rst | K::RstAck => {
                     // 3.10.7.2: a RST is ignored; anything else without ACK is dropped.
                     out.why = "RFC 9293 3.10.7.2 LISTEN: ignore";
                 }
@@ -792,11 +938,27 @@ impl Tcb {
                     self.enter(S::SynReceived, now, opts, &mut out);
                     out.why = "RFC 9293 3.10.7.3 SYN-SENT: SYN, simultaneous open";
                 }
-                K::Rst => {
-                    // 3.10.7.3: "error: connection reset" (sockets say refused).
+                K::RstAck if self.syn_sent_ack_ok(&seg) => {
+                    // 3.10.7.3 (and RFC 5961 section 3.2): a RST whose ACK acknowledges our
+                    // SYN: "error: connection reset", CLOSED; sockets say ECONNREFUSED. Linux:
+                    // `tcp_rcv_synsent_state_process()` calls `tcp_reset()` only inside its
+                    // `if (th->ack)` branch, after the ACK passed the SND.UNA/SND.NXT test.
                     out.error = Some(UserError::ConnectionRefused);
                     self.enter(S::Closed, now, opts, &mut out);
-                    out.why = "RFC 9293 3.10.7.3 SYN-SENT: RST, connection refused";
+                    out.why = "RFC 9293 3.10.7.3 SYN-SENT: RST with acceptable ACK, refused";
+                }
+                K::RstAck => {
+                    // 3.10.7.3: an unacceptable ACK would be answered with a RST, "unless the
+                    // RST bit is set, if so drop the segment". Linux: `reset_and_undo`, and
+                    // `tcp_v4_send_reset()` never answers a RST.
+                    out.why = "RFC 9293 3.10.7.3 SYN-SENT: RST with bad ACK, drop";
+                }
+                K::Rst => {
+                    // 3.10.7.3: a RST without ACK is dropped ("Otherwise (no ACK), drop the
+                    // segment"): nothing proves it answers our SYN. Linux does the same
+                    // (`tcp_rcv_synsent_state_process()`, "No ACK in the segment": a RST is
+                    // discarded).
+                    out.why = "RFC 9293 3.10.7.3 SYN-SENT: RST without ACK, drop";
                 }
                 K::Fin => {
                     // 3.10.7.3: neither SYN nor RST: drop.
@@ -817,8 +979,10 @@ impl Tcb {
                 Input::Timer(Timer::Retransmit),
             ) => {
                 // 3.10.8: resend the oldest unacknowledged segment, or give up.
+                // How many times depends on the state and on whether the program still holds
+                // the socket ([`Options::retry_limit`]).
                 self.retries += 1;
-                if self.retries > opts.max_retries {
+                if self.retries > opts.retry_limit(self) {
                     out.error = Some(UserError::TimedOut);
                     self.enter(S::Closed, now, opts, &mut out);
                     out.why = "RFC 9293 3.10.8 retransmission timeout: give up";
@@ -884,21 +1048,21 @@ impl Tcb {
                     // Our SYN is not acked yet: nothing to act on.
                     out.why = "RFC 9293 3.10.7.4 SYN-RECEIVED: SYN not acked yet, drop";
                 }
-                K::Rst if self.passive => {
+                K::Rst | K::RstAck if self.passive => {
                     // 3.10.7.4 second check, Figure 5 note 1: back to LISTEN.
                     self.enter(S::Listen, now, opts, &mut out);
                     out.why = "RFC 9293 3.10.7.4 SYN-RECEIVED: RST, back to LISTEN";
                 }
-                K::Rst => {
+                K::Rst | K::RstAck => {
                     // 3.10.7.4 second check: active open: "connection refused".
                     out.error = Some(UserError::ConnectionRefused);
                     self.enter(S::Closed, now, opts, &mut out);
                     out.why = "RFC 9293 3.10.7.4 SYN-RECEIVED: RST, connection refused";
                 }
                 K::Syn | K::SynAck => {
-                    // 3.10.7.4 fourth check (RFC 5961 3.2): challenge ACK.
+                    // 3.10.7.4 fourth check (RFC 5961 section 4.2): challenge ACK.
                     self.ack_now(&mut out);
-                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK";
+                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK (RFC 5961 4.2)";
                 }
             },
 
@@ -970,14 +1134,14 @@ impl Tcb {
                     self.enter(S::CloseWait, now, opts, &mut out);
                     out.why = "RFC 9293 3.10.7.4 eighth check: FIN, send ACK";
                 }
-                K::Rst => {
+                K::Rst | K::RstAck => {
                     // 3.10.7.4 second check: "connection reset".
                     self.reset_by_peer(now, opts, &mut out);
                 }
                 K::Syn | K::SynAck => {
-                    // 3.10.7.4 fourth check (RFC 5961 3.2): challenge ACK.
+                    // 3.10.7.4 fourth check (RFC 5961 section 4.2): challenge ACK.
                     self.ack_now(&mut out);
-                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK";
+                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK (RFC 5961 4.2)";
                 }
             },
             (S::CloseWait, Input::Segment(seg)) => match seg.kind {
@@ -989,12 +1153,12 @@ impl Tcb {
                     // come; ignore it (an in-window segment here is a peer bug).
                     out.why = "RFC 9293 3.10.7.4 CLOSE-WAIT: ignore text and FIN";
                 }
-                K::Rst => {
+                K::Rst | K::RstAck => {
                     self.reset_by_peer(now, opts, &mut out);
                 }
                 K::Syn | K::SynAck => {
                     self.ack_now(&mut out);
-                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK";
+                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK (RFC 5961 4.2)";
                 }
             },
 
@@ -1059,12 +1223,12 @@ impl Tcb {
                         out.why = "RFC 9293 3.6 simultaneous close: FIN, CLOSING";
                     }
                 }
-                K::Rst => {
+                K::Rst | K::RstAck => {
                     self.reset_by_peer(now, opts, &mut out);
                 }
                 K::Syn | K::SynAck => {
                     self.ack_now(&mut out);
-                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK";
+                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK (RFC 5961 4.2)";
                 }
             },
             (S::FinWait2, Input::Segment(seg)) => match seg.kind {
@@ -1083,12 +1247,12 @@ impl Tcb {
                     self.enter(S::TimeWait, now, opts, &mut out);
                     out.why = "RFC 9293 3.10.7.4 FIN-WAIT-2: FIN, send ACK, TIME-WAIT";
                 }
-                K::Rst => {
+                K::Rst | K::RstAck => {
                     self.reset_by_peer(now, opts, &mut out);
                 }
                 K::Syn | K::SynAck => {
                     self.ack_now(&mut out);
-                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK";
+                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK (RFC 5961 4.2)";
                 }
             },
             (S::FinWait2, Input::Timer(Timer::FinWait2)) => {
@@ -1115,14 +1279,14 @@ impl Tcb {
                     }
                     out.why = "RFC 9293 3.10.7.4 CLOSING: ACK of FIN, TIME-WAIT";
                 }
-                K::Rst => {
+                K::Rst | K::RstAck => {
                     // 3.10.7.4 second check: CLOSING, LAST-ACK, TIME-WAIT: RST -> CLOSED.
                     self.enter(S::Closed, now, opts, &mut out);
                     out.why = "RFC 9293 3.10.7.4 second check: RST in CLOSING";
                 }
                 K::Syn | K::SynAck => {
                     self.ack_now(&mut out);
-                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK";
+                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK (RFC 5961 4.2)";
                 }
             },
             (S::LastAck, Input::Segment(seg)) => match seg.kind {
@@ -1134,13 +1298,13 @@ impl Tcb {
                     }
                     out.why = "RFC 9293 3.10.7.4 LAST-ACK: ACK of FIN, CLOSED";
                 }
-                K::Rst => {
+                K::Rst | K::RstAck => {
                     self.enter(S::Closed, now, opts, &mut out);
                     out.why = "RFC 9293 3.10.7.4 second check: RST in LAST-ACK";
                 }
                 K::Syn | K::SynAck => {
                     self.ack_now(&mut out);
-                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK";
+                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK (RFC 5961 4.2)";
                 }
             },
 
@@ -1150,37 +1314,128 @@ impl Tcb {
                 self.enter(S::Closed, now, opts, &mut out);
                 out.why = "RFC 9293 3.10.5 ABORT in TIME-WAIT";
             }
-            (S::TimeWait, Input::Segment(seg)) => match seg.kind {
-                K::Fin | K::FinAck => {
-                    // 3.10.7.4 eighth check: the peer retransmitted its FIN (our last ACK
-                    // was lost): ACK it again and restart the 2*MSL timeout. This is the
-                    // first reason TIME-WAIT exists (RFC 9293 3.6).
-                    self.ack_now(&mut out);
-                    self.timers.time_wait = Some(now + opts.time_wait_us);
-                    out.why = "RFC 9293 3.10.7.4 TIME-WAIT: FIN again, ACK, restart 2*MSL";
+            (S::TimeWait, Input::Segment(seg)) => {
+                // TIME-WAIT does its own sequence checks (check_sequence() lets every segment
+                // through), because Linux's rules differ from the RFC's here: they follow
+                // `tcp_timewait_state_process()` (net/ipv4/tcp_minisocks.c), whose cases are
+                // an in-window bare ACK or RST, a new SYN, and everything else ("out of
+                // window": ACKed). See [`Options::restart_time_wait_on_ack`] and
+                // [`Options::reopen_time_wait_on_syn`].
+                let in_window = seg.seq == self.rcv_nxt;
+                let newer = seq_lt(self.rcv_nxt, seg.seq);
+                let retransmitted_fin =
+                    seg.kind.has_fin() && seg.seq.wrapping_add(1) == self.rcv_nxt;
+                let linux = opts.restart_time_wait_on_ack;
+                match seg.kind {
+                    K::Rst | K::RstAck if !in_window => {
+                        // RFC 9293 3.10.7.4 first check: an unacceptable RST is dropped with
+                        // no answer (RFC 5961 section 3.2). Linux: an out-of-window RST ends
+                        // in TCP_TW_SUCCESS, nothing sent, timer untouched.
+                        out.why = "RFC 9293 3.10.7.4 first check: RST out of window, drop";
+                    }
+                    K::Rst | K::RstAck if opts.ignore_rst_in_time_wait => {
+                        // RFC 1337 (Linux tcp_rfc1337=1): no TIME-WAIT assassination. Linux
+                        // neither answers nor restarts the timer.
+                        out.why = "RFC 1337: RST ignored in TIME-WAIT";
+                    }
+                    K::Rst | K::RstAck => {
+                        // 3.10.7.4 second check: RST closes TIME-WAIT early ("TIME-WAIT
+                        // assassination", RFC 1337). Linux does the same by default
+                        // (tcp_rfc1337=0: `inet_twsk_deschedule_put()`).
+                        self.enter(S::Closed, now, opts, &mut out);
+                        out.why = "RFC 9293 3.10.7.4 second check: RST in TIME-WAIT (RFC 1337)";
+                    }
+                    K::Syn if opts.reopen_time_wait_on_syn && newer && self.passive => {
+                        // RFC 9293 3.6.1 MAY-2, as Linux takes it: a SYN above RCV.NXT cannot
+                        // be an old duplicate of this connection, so the TIME-WAIT socket goes
+                        // and the listener answers it (TCP_TW_SYN in `tcp_v4_rcv()`). The new
+                        // ISS is above every sequence number the old connection used, as
+                        // MAY-2 requires: Linux takes `tw_snd_nxt + 65535 + 2`. Linux does not
+                        // return to TIME-WAIT if the SYN turns out old (MAY-2's second
+                        // condition); a RST in SYN-RECEIVED sends the listener back to LISTEN.
+                        let iss = self.snd_nxt.wrapping_add(65_535 + 2);
+                        self.timers = Timers::default();
+                        self.unacked.clear();
+                        self.retries = 0;
+                        self.unread = 0;
+                        self.orphaned = false;
+                        self.fin_sent = false;
+                        self.iss = iss;
+                        self.snd_una = iss;
+                        self.snd_nxt = iss;
+                        self.irs = seg.seq;
+                        self.rcv_nxt = seg.seq.wrapping_add(1);
+                        self.emit(K::SynAck, now, opts, &mut out);
+                        self.enter(S::SynReceived, now, opts, &mut out);
+                        out.why = "RFC 9293 3.6.1 MAY-2 (Linux): new SYN reopens TIME-WAIT";
+                    }
+                    K::Syn if opts.reopen_time_wait_on_syn && newer => {
+                        // Linux: TCP_TW_SYN, but nobody listens on our port (we connected):
+                        // `tcp_v4_rcv()` falls through to TCP_TW_ACK. ACK, timer not restarted.
+                        self.ack_now(&mut out);
+                        out.why = "Linux TIME_WAIT: new SYN, no listener: ACK";
+                    }
+                    K::Syn | K::SynAck => {
+                        // RFC 9293 3.10.7.4 fourth check: challenge ACK (RFC 5961 section
+                        // 4.2), timer untouched. Linux: a SYN that is not newer is out of
+                        // window: ACK; the timer restarts only if the ACK bit is set (SYN+ACK).
+                        self.ack_now(&mut out);
+                        if linux && seg.kind.has_ack() {
+                            self.restart_time_wait(now, opts);
+                        }
+                        out.why =
+                            "RFC 9293 3.10.7.4 fourth check: SYN, challenge ACK (RFC 5961 4.2)";
+                    }
+                    K::Fin | K::FinAck if retransmitted_fin => {
+                        // 3.10.7.4 eighth check: the peer retransmitted its FIN (our last ACK
+                        // was lost): ACK it again and restart the 2*MSL timeout. This is the
+                        // first reason TIME-WAIT exists (RFC 9293 3.6). Linux: out of window,
+                        // TCP_TW_ACK and `inet_twsk_reschedule()`: the same, except that a FIN
+                        // without ACK (which no real stack sends) does not restart the timer.
+                        self.ack_now(&mut out);
+                        if !linux || seg.kind.has_ack() {
+                            self.restart_time_wait(now, opts);
+                        }
+                        out.why = "RFC 9293 3.10.7.4 TIME-WAIT: FIN again, ACK, restart 2*MSL";
+                    }
+                    K::Ack if in_window && linux => {
+                        // Linux: "In window segment, it may be only reset or bare ack": restart
+                        // the 60 s (`inet_twsk_reschedule()`), send nothing (TCP_TW_SUCCESS).
+                        self.restart_time_wait(now, opts);
+                        out.why = "Linux TIME_WAIT: in-window ACK, restart 60 s, send nothing";
+                    }
+                    K::Ack if in_window => {
+                        // RFC 9293 3.10.7.4: an acceptable ACK with no text and no FIN has
+                        // nothing to act on in TIME-WAIT; only a FIN restarts the timer.
+                        out.why = "RFC 9293 3.10.7.4 TIME-WAIT: ACK, nothing to do";
+                    }
+                    K::Data if in_window && !linux => {
+                        // RFC 9293 3.10.7.4 seventh check, TIME-WAIT: text after the peer's
+                        // FIN "should not occur": ignore it; nothing is sent.
+                        out.why = "RFC 9293 3.10.7.4 TIME-WAIT: ignore text";
+                    }
+                    K::Fin | K::FinAck if in_window && !linux => {
+                        // RFC 9293 3.10.7.4 eighth check, TIME-WAIT: "Remain in the TIME-WAIT
+                        // state. Restart the 2 MSL time-wait timeout", and ACK the FIN.
+                        self.ack_now(&mut out);
+                        self.restart_time_wait(now, opts);
+                        out.why = "RFC 9293 3.10.7.4 TIME-WAIT: FIN, ACK, restart 2*MSL";
+                    }
+                    K::Ack | K::Data | K::Fin | K::FinAck => {
+                        // RFC 9293 3.10.7.4 first check: unacceptable (an old duplicate, or
+                        // ahead of the window): ACK and drop; the timer runs on. Linux: "out
+                        // of window" is anything but an in-window bare ACK or RST: ACK it
+                        // (TCP_TW_ACK) and, if its ACK bit is set, restart the 60 s.
+                        self.ack_now(&mut out);
+                        if linux && seg.kind.has_ack() {
+                            self.restart_time_wait(now, opts);
+                            out.why = "Linux TIME_WAIT: out of window, ACK, restart 60 s";
+                        } else {
+                            out.why = "RFC 9293 3.10.7.4 first check: unacceptable, ACK and drop";
+                        }
+                    }
                 }
-                K::Ack | K::Data => {
-                    // Nothing new can arrive; answer with an ACK of what we have.
-                    self.ack_now(&mut out);
-                    out.why = "RFC 9293 3.10.7.4 TIME-WAIT: send ACK";
-                }
-                K::Rst if opts.ignore_rst_in_time_wait => {
-                    // RFC 1337 (Linux tcp_rfc1337=1): no TIME-WAIT assassination.
-                    out.why = "RFC 1337: RST ignored in TIME-WAIT";
-                }
-                K::Rst => {
-                    // 3.10.7.4 second check: RST closes TIME-WAIT early ("TIME-WAIT
-                    // assassination", RFC 1337). Linux does the same by default.
-                    self.enter(S::Closed, now, opts, &mut out);
-                    out.why = "RFC 9293 3.10.7.4 second check: RST in TIME-WAIT (RFC 1337)";
-                }
-                K::Syn | K::SynAck => {
-                    // Reopening from TIME-WAIT (MAY-2, RFC 6191) is not modelled: the SYN
-                    // gets a challenge ACK (3.10.7.4 fourth check).
-                    self.ack_now(&mut out);
-                    out.why = "RFC 9293 3.10.7.4 fourth check: SYN in TIME-WAIT, ACK";
-                }
-            },
+            }
             (S::TimeWait, Input::Timer(Timer::TimeWait)) => {
                 // 3.10.8: "the time-wait timeout expires: delete the TCB, CLOSED" (MUST-13).
                 self.enter(S::Closed, now, opts, &mut out);
@@ -1270,6 +1525,248 @@ mod tests {
             assert_eq!(t.unread, 1);
             let out = t.step(Input::User(Call::Close), 1, &o);
             assert_eq!(out.send[0].kind, expect, "{}", o.name);
+        }
+    }
+
+    /// An endpoint in TIME-WAIT, reached through the machine at times 0..=5. `passive`: it
+    /// accepted the connection (ISS 300, peer's ISS 100); else it connected (ISS 100, peer's
+    /// 300). Either way it closed first.
+    fn time_wait(passive: bool, o: &Options) -> Tcb {
+        let (mut t, inputs) = if passive {
+            (
+                Tcb::new(300),
+                vec![
+                    Input::User(Call::PassiveOpen),
+                    seg(SegKind::Syn, 100, 0),
+                    seg(SegKind::Ack, 101, 301),
+                    Input::User(Call::Close),
+                    seg(SegKind::Ack, 101, 302),
+                    seg(SegKind::FinAck, 101, 302),
+                ],
+            )
+        } else {
+            (
+                Tcb::new(100),
+                vec![
+                    Input::User(Call::ActiveOpen),
+                    seg(SegKind::SynAck, 300, 101),
+                    Input::User(Call::Close),
+                    seg(SegKind::Ack, 301, 102),
+                    seg(SegKind::FinAck, 301, 102),
+                ],
+            )
+        };
+        for (now, i) in inputs.into_iter().enumerate() {
+            t.step(i, now as u64, o);
+        }
+        assert_eq!(t.state, State::TimeWait);
+        t
+    }
+
+    #[test]
+    fn new_syn_reopens_time_wait_on_linux_only() {
+        // Linux (tcp_timewait_state_process(): TCP_TW_SYN, and a listener in tcp_v4_rcv()):
+        // a SYN above RCV.NXT reopens, with ISS = the old SND.NXT + 65535 + 2.
+        let o = Options::linux();
+        let mut t = time_wait(true, &o);
+        let syn = Segment::new(SegKind::Syn, t.rcv_nxt + 1000, 0);
+        let out = t.step(Input::Segment(syn), 10, &o);
+        assert_eq!(out.path, vec![State::SynReceived]);
+        let iss = 302 + 65_535 + 2;
+        assert_eq!(
+            out.send,
+            vec![Segment::new(SegKind::SynAck, iss, syn.seq + 1)]
+        );
+        assert_eq!(t.timers.time_wait, None, "the TIME-WAIT timer is gone");
+        assert!(t.passive);
+        // The reopened connection completes its handshake.
+        let out = t.step(seg(SegKind::Ack, syn.seq + 1, iss + 1), 11, &o);
+        assert_eq!(out.to(), State::Established);
+
+        // The RFC's event processing answers the same SYN with a challenge ACK (3.10.7.4
+        // fourth check, RFC 5961 4.2) and leaves the timer alone.
+        let r = Options::rfc();
+        let mut t = time_wait(true, &r);
+        let before = t.timers.time_wait;
+        let out = t.step(seg(SegKind::Syn, t.rcv_nxt + 1000, 0), 10, &r);
+        assert!(out.path.is_empty());
+        assert_eq!(out.send, vec![Segment::new(SegKind::Ack, 302, 102)]);
+        assert!(out.why.contains("RFC 5961 4.2"), "{}", out.why);
+        assert_eq!(t.timers.time_wait, before);
+    }
+
+    #[test]
+    fn syn_in_time_wait_without_listener_or_not_newer_gets_an_ack_on_linux() {
+        let o = Options::linux();
+        // We connected: no listener on our port, so tcp_v4_rcv() answers TCP_TW_SYN with
+        // an ACK; an ACK-less SYN does not restart the timer.
+        let mut t = time_wait(false, &o);
+        let before = t.timers.time_wait;
+        let out = t.step(seg(SegKind::Syn, t.rcv_nxt + 1000, 0), 10, &o);
+        assert!(out.path.is_empty());
+        assert_eq!(out.send, vec![Segment::new(SegKind::Ack, 102, 302)]);
+        assert_eq!(t.timers.time_wait, before);
+        // A SYN at or below RCV.NXT may be an old duplicate: ACK, even with a listener.
+        let mut t = time_wait(true, &o);
+        let out = t.step(seg(SegKind::Syn, t.rcv_nxt - 5, 0), 10, &o);
+        assert_eq!((out.path.len(), out.send[0].kind), (0, SegKind::Ack));
+        assert_eq!(t.state, State::TimeWait);
+    }
+
+    #[test]
+    fn in_window_bare_ack_in_time_wait_restarts_silently_on_linux() {
+        // Linux: "In window segment, it may be only reset or bare ack":
+        // inet_twsk_reschedule(tw, TCP_TIMEWAIT_LEN), TCP_TW_SUCCESS (nothing sent).
+        let o = Options::linux();
+        let mut t = time_wait(false, &o);
+        assert_eq!(t.timers.time_wait, Some(4 + 60_000_000));
+        let now = 30_000_000;
+        let out = t.step(seg(SegKind::Ack, t.rcv_nxt, t.snd_nxt), now, &o);
+        assert!(out.send.is_empty(), "Linux sends nothing: {:?}", out.send);
+        assert_eq!(t.timers.time_wait, Some(now + 60_000_000));
+        assert_eq!(t.state, State::TimeWait);
+        // RFC 9293: nothing to act on; only a FIN restarts the 2*MSL timer.
+        let r = Options::rfc();
+        let mut t = time_wait(false, &r);
+        let before = t.timers.time_wait;
+        let out = t.step(seg(SegKind::Ack, t.rcv_nxt, t.snd_nxt), now, &r);
+        assert!(out.send.is_empty());
+        assert_eq!(t.timers.time_wait, before);
+    }
+
+    #[test]
+    fn retransmitted_fin_in_time_wait_is_acked_and_restarts_the_timer_in_both() {
+        for o in [Options::linux(), Options::rfc()] {
+            let mut t = time_wait(false, &o);
+            let now = 30_000_000;
+            let fin = seg(SegKind::FinAck, t.rcv_nxt - 1, t.snd_nxt);
+            let out = t.step(fin, now, &o);
+            assert_eq!(
+                out.send,
+                vec![Segment::new(SegKind::Ack, 102, 302)],
+                "{}",
+                o.name
+            );
+            assert_eq!(t.timers.time_wait, Some(now + o.time_wait_us), "{}", o.name);
+        }
+    }
+
+    #[test]
+    fn old_duplicate_in_time_wait_restarts_the_timer_on_linux_only() {
+        // Linux: out of window with ACK set: TCP_TW_ACK and inet_twsk_reschedule().
+        // RFC 9293 3.10.7.4 first check: ACK and drop; the timer runs on.
+        for (o, restarts) in [(Options::linux(), true), (Options::rfc(), false)] {
+            let mut t = time_wait(false, &o);
+            let before = t.timers.time_wait;
+            let now = 30_000_000;
+            let out = t.step(seg(SegKind::Data, t.rcv_nxt - 2, t.snd_nxt), now, &o);
+            assert_eq!(
+                out.send,
+                vec![Segment::new(SegKind::Ack, 102, 302)],
+                "{}",
+                o.name
+            );
+            assert_eq!(out.delivered, 0);
+            let expect = if restarts {
+                Some(now + o.time_wait_us)
+            } else {
+                before
+            };
+            assert_eq!(t.timers.time_wait, expect, "{}", o.name);
+        }
+    }
+
+    #[test]
+    fn rst_in_time_wait_counts_only_in_window() {
+        for o in [Options::linux(), Options::rfc()] {
+            let mut t = time_wait(false, &o);
+            let out = t.step(seg(SegKind::Rst, t.rcv_nxt + 3, 0), 10, &o);
+            assert!(out.path.is_empty() && out.send.is_empty(), "{}", o.name);
+            let out = t.step(seg(SegKind::Rst, t.rcv_nxt, 0), 11, &o);
+            assert_eq!(out.to(), State::Closed, "{}", o.name);
+        }
+    }
+
+    #[test]
+    fn syn_sent_takes_a_rst_only_with_an_acceptable_ack() {
+        // RFC 9293 3.10.7.3 and Linux tcp_rcv_synsent_state_process() agree.
+        for o in [Options::linux(), Options::rfc()] {
+            let fresh = || {
+                let mut t = Tcb::new(100);
+                t.step(Input::User(Call::ActiveOpen), 0, &o);
+                t
+            };
+            // A RST without ACK: nothing proves it answers our SYN. Dropped.
+            let mut t = fresh();
+            let out = t.step(seg(SegKind::Rst, 0, 0), 1, &o);
+            assert_eq!((out.to(), out.error), (State::SynSent, None), "{}", o.name);
+            assert!(out.send.is_empty());
+            // A RST+ACK that acknowledges something else: dropped, never answered.
+            let mut t = fresh();
+            let out = t.step(seg(SegKind::RstAck, 0, 555), 1, &o);
+            assert_eq!((out.to(), out.error), (State::SynSent, None), "{}", o.name);
+            assert!(out.send.is_empty());
+            // A RST+ACK of our SYN: connection refused.
+            let mut t = fresh();
+            let out = t.step(seg(SegKind::RstAck, 0, 101), 1, &o);
+            assert_eq!(out.to(), State::Closed, "{}", o.name);
+            assert_eq!(out.error, Some(UserError::ConnectionRefused));
+            // That is what a closed port sends back to a SYN (3.10.7.1).
+            let mut closed = Tcb::new(7);
+            let out = closed.step(seg(SegKind::Syn, 100, 0), 0, &o);
+            assert_eq!(out.send, vec![Segment::new(SegKind::RstAck, 0, 101)]);
+        }
+    }
+
+    #[test]
+    fn linux_retry_limits_follow_the_sysctls() {
+        let o = Options::linux();
+        // Retransmissions before ETIMEDOUT (each RTO resends once, the next one gives up).
+        let count = |t: &mut Tcb| {
+            let mut now = 0;
+            let mut resent = 0;
+            loop {
+                now += o.rto_us;
+                let out = t.step(Input::Timer(Timer::Retransmit), now, &o);
+                if out.error == Some(UserError::TimedOut) {
+                    return resent;
+                }
+                resent += out.send.len() as u32;
+                assert!(resent < 1000);
+            }
+        };
+        // connect(): tcp_syn_retries = 6.
+        let mut t = Tcb::new(100);
+        t.step(Input::User(Call::ActiveOpen), 0, &o);
+        assert_eq!(count(&mut t), 6);
+        // A passive SYN+ACK: tcp_synack_retries = 5.
+        let mut t = Tcb::new(300);
+        t.step(Input::User(Call::PassiveOpen), 0, &o);
+        t.step(seg(SegKind::Syn, 100, 0), 0, &o);
+        assert_eq!(count(&mut t), 5);
+        // Data on a socket the program holds: tcp_retries2 = 15.
+        let mut t = Tcb::new(100);
+        t.step(Input::User(Call::ActiveOpen), 0, &o);
+        t.step(seg(SegKind::SynAck, 300, 101), 0, &o);
+        t.step(Input::User(Call::Send), 0, &o);
+        assert_eq!(count(&mut t), 15);
+        // A FIN after close(): an orphan, tcp_orphan_retries 0 read as 8.
+        let mut t = Tcb::new(100);
+        t.step(Input::User(Call::ActiveOpen), 0, &o);
+        t.step(seg(SegKind::SynAck, 300, 101), 0, &o);
+        t.step(Input::User(Call::Close), 0, &o);
+        assert_eq!(count(&mut t), 8);
+    }
+
+    #[test]
+    fn syn_in_a_synchronized_state_cites_rfc_5961_section_4_2() {
+        for o in [Options::linux(), Options::rfc()] {
+            let mut t = Tcb::new(100);
+            t.step(Input::User(Call::ActiveOpen), 0, &o);
+            t.step(seg(SegKind::SynAck, 300, 101), 0, &o);
+            let out = t.step(seg(SegKind::Syn, 301, 0), 1, &o);
+            assert_eq!(out.send, vec![Segment::new(SegKind::Ack, 101, 301)]);
+            assert!(out.why.contains("RFC 5961 4.2"), "{}", out.why);
         }
     }
 

@@ -100,7 +100,17 @@ impl Scenario {
                 "The same four segments with the roles swapped: the server is the active closer, so \
                  the server's port holds TIME_WAIT for {tw} s. A TIME_WAIT socket holds no file \
                  descriptor; on Linux it does not stop the server from listening again when \
-                 SO_REUSEADDR is set."
+                 SO_REUSEADDR is set. {}",
+                if opts.reopen_time_wait_on_syn {
+                    "Should the same client port connect again meanwhile, a SYN whose sequence \
+                     number lies above the old connection's reopens it at once: the TIME_WAIT \
+                     socket goes and the listener answers with SYN+ACK (RFC 9293 3.6.1 MAY-2, \
+                     which Linux takes; with --rfc the SYN gets a challenge ACK instead)."
+                } else {
+                    "Should the same client port connect again meanwhile, its SYN gets a challenge \
+                     ACK (RFC 9293 3.10.7.4, RFC 5961 4.2): the RFC's event processing does not \
+                     take MAY-2 (reopening from TIME-WAIT), which Linux does."
+                }
             ),
             Scenario::SimultaneousClose => format!(
                 "Each side sends its FIN before it has seen the other's, so each receives a FIN in \
@@ -129,14 +139,21 @@ impl Scenario {
             Scenario::OldDuplicate => format!(
                 "The network duplicates the server's DATA and holds the copy for 30 s. When it \
                  arrives the client is in TIME_WAIT: its sequence number is old, so it is not \
-                 acceptable (RFC 9293 3.10.7.4) and is answered with an ACK, never delivered. Had \
+                 acceptable (RFC 9293 3.10.7.4) and is answered with an ACK, never delivered{}. Had \
                  the client skipped TIME_WAIT and reused the same two addresses and ports for a new \
                  connection, that old segment could have landed in the new connection's window and \
                  been read as new data. TIME_WAIT lasts 2*MSL (MUST-13): long enough for every \
                  segment of the old connection, in either direction, to have died in the network \
                  (Linux assumes less and waits {tw} s). Note the end: the server, already CLOSED, \
                  answers the client's ACK with RST, and the RST ends TIME_WAIT early. RFC 1337 calls \
-                 this TIME-WAIT assassination; Linux allows it unless net.ipv4.tcp_rfc1337=1."
+                 this TIME-WAIT assassination; Linux allows it unless net.ipv4.tcp_rfc1337=1.",
+                if opts.restart_time_wait_on_ack {
+                    " (Linux also restarts the 60 s timer, as for every segment with ACK that \
+                     reaches TIME_WAIT; the RFC restarts 2*MSL only for a FIN)"
+                } else {
+                    " (the timer runs on: the RFC restarts 2*MSL only for a FIN, Linux for any \
+                     segment with ACK)"
+                }
             ),
             Scenario::CloseWaitLeak => match opts.fin_wait2_timeout_us {
                 Some(t) => format!(

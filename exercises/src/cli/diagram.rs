@@ -22,7 +22,8 @@ pub struct DiagramArgs {
     /// One line per transition with the rule it follows (the default).
     #[arg(long, group = "format")]
     pub text: bool,
-    /// The letter of RFC 9293 instead of Linux (no FIN_WAIT2 timeout, no RST on unread close).
+    /// The letter of RFC 9293 instead of Linux (no FIN_WAIT2 timeout, no RST on unread close,
+    /// no TIME_WAIT -> SYN_RECV reopening by a new SYN).
     #[arg(long)]
     pub rfc: bool,
 }

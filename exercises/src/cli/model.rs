@@ -21,7 +21,8 @@ pub struct ModelArgs {
     /// Print one JSON object per state change: side, from, to, t_us (simulated), segment.
     #[arg(long)]
     pub json: bool,
-    /// Use the letter of RFC 9293 (TIME-WAIT 240 s, no FIN-WAIT-2 timer) instead of Linux.
+    /// Use the letter of RFC 9293 (TIME-WAIT 240 s, no FIN-WAIT-2 timer, no reopening of
+    /// TIME-WAIT by a new SYN) instead of Linux's defaults.
     #[arg(long)]
     pub rfc: bool,
 }
