@@ -25,6 +25,8 @@ struct Suite {
 #[derive(Debug, Deserialize)]
 struct Fix {
     lesson: String,
+    #[serde(default)]
+    also: Vec<String>,
     kind: String,
     name: String,
     says: String,
@@ -90,7 +92,11 @@ fn fixtures(id: &str) -> Vec<Fixture> {
             ),
         },
     ];
-    for fix in suite().fix.into_iter().filter(|f| f.lesson == id) {
+    for fix in suite()
+        .fix
+        .into_iter()
+        .filter(|f| f.lesson == id || f.also.iter().any(|a| a == id))
+    {
         assert!(
             fix.kind == "wrong" || fix.kind == "right",
             "fix {}: kind must be wrong or right",

@@ -192,6 +192,10 @@ fn lesson(lab: &mut Lab, server: SocketAddr) -> Result<()> {
         bail!("the client's FIN_WAIT2 did not expire within 3 s (TCP_LINGER2 = {LINGER2_SECS} s)");
     }
     let close_wait_before = s.iter().filter(|&&x| x == TcpState::CloseWait).count();
+    if close_wait_before == 0 {
+        // No CLOSE_WAIT left is not enough: the server must also have let go of the socket.
+        lab.require_no_held_descriptors()?;
+    }
     if close_wait_before > 0 {
         lab.say(
             "the client's side is forgotten, but the server's side is still in CLOSE_WAIT: the \
