@@ -360,7 +360,8 @@ def time_wait_is_a_leak() -> None:
     )
     verdict(
         "false: TIME_WAIT holds no file descriptor and ends by itself; CLOSE_WAIT is the leak "
-        "(one descriptor each, no timer: it lasts until the program closes)"
+        "(one descriptor each, and no timer of its own: only the program's close() moves it on; "
+        "check 11 shows what else can end it)"
     )
     for s in kept:
         s.close()
