@@ -842,6 +842,52 @@ def tw_overflow_logged() -> None:
     lst.close()
 
 
+def syn_backlog_is_syn_queue() -> None:
+    head(19, "net.ipv4.tcp_max_syn_backlog is the size of a listener's SYN queue")
+    seen(
+        "in a private network namespace, 40 clients whose final ACK is held back (TCP_DEFER_ACCEPT "
+        "on the connecting socket) each leave a request in SYN-RECV for about 200 ms; how many "
+        "requests does the listener keep?"
+    )
+    for cookies, backlog, max_syn in [
+        ("0", 4, 2048),
+        ("0", 64, 2048),
+        ("0", 64, 16),
+        ("1", 64, 16),
+    ]:
+        write_sysctl("tcp_syncookies", cookies)
+        write_sysctl("tcp_max_syn_backlog", str(max_syn))
+        lst = listener(backlog=backlog)
+        port = lst.getsockname()[1]
+        clients = []
+        for _ in range(40):
+            c = socket.socket()
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+            c.setblocking(False)
+            try:
+                c.connect((LOOPBACK, port))
+            except BlockingIOError:
+                pass
+            clients.append(c)
+        time.sleep(0.05)
+        kept = sum(1 for r in ss(port) if r["state"] == "SYN-RECV")
+        seen(
+            f"tcp_syncookies = {cookies}, listen backlog {backlog}, tcp_max_syn_backlog "
+            f"{max_syn}: {kept} SYN-RECV"
+        )
+        for c in clients:
+            c.close()
+        lst.close()
+    write_sysctl("tcp_syncookies", "1")
+    write_sysctl("tcp_max_syn_backlog", "2048")
+    verdict(
+        "false: the listen backlog bounds the requests too (inet_csk_reqsk_queue_is_full() in "
+        "include/net/inet_connection_sock.h; past it SYN cookies, or with cookies off a drop); "
+        "tcp_max_syn_backlog matters only with cookies off, where tcp_conn_request() in "
+        "net/ipv4/tcp_input.c keeps its last quarter for peers it has talked to before"
+    )
+
+
 def inside_netns() -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     fin_timeout_sets_time_wait()
@@ -851,6 +897,7 @@ def inside_netns() -> None:
     time_wait_exactly_60s()
     syn_backoff_exponential()
     tw_overflow_logged()
+    syn_backlog_is_syn_queue()
 
 
 def main() -> int:
@@ -878,7 +925,7 @@ def main() -> int:
         )
     else:
         print(
-            "\n[9], [10], [13] to [18] skipped: they set sysctls or send raw "
+            "\n[9], [10], [13] to [19] skipped: they set sysctls or send raw "
             "packets in a private network namespace (needs root)"
         )
     return 0
