@@ -5,16 +5,22 @@ Every check runs over loopback with the Python standard library and reads the re
 the kernel with `ss` (iproute2), so what it prints is what this kernel did, not what a blog
 said. Servers bind 127.0.0.1:0 (a free port), so checks never collide with anything else.
 
-Checks that change a sysctl run inside a private network namespace (`unshare -n`, needs root):
-sysctls under net.ipv4 are per namespace, so the host's settings are never touched. Without
-root those checks are skipped and say so.
+Checks that change a sysctl, take the loopback device down or send raw packets run inside a
+private network namespace (`unshare -n`, needs root): the sysctls they set (tcp_fin_timeout,
+ip_local_port_range, tcp_tw_reuse, tcp_abort_on_overflow) belong to that namespace, so the
+host's settings are never touched. Without root those checks are skipped and say so.
+
+Each check has a name (the function name, printed after the number) so that the book's claims
+ledger, book/src/reference/evidence.md, can point at it; py/tests/test_evidence.py fails when
+the ledger names a check this script no longer has.
 
 The book includes this script's output, recorded with:
 
     python3 scripts/book_myths.py > book/src/generated/myths.txt
 
-Left out on purpose: anything slower than a few seconds (it never waits out a 60 s TIME_WAIT)
-and anything that needs a second machine.
+Left out on purpose: anything slower than a few seconds per check (it never waits out a 60 s
+TIME_WAIT; the SYN retransmission check is the longest, about 7.5 s) and anything that needs a
+second machine.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import errno
 import os
 import platform
 import re
+import select
 import socket
 import struct
 import subprocess
@@ -124,8 +131,11 @@ def errname(e: OSError) -> str:
     return errno.errorcode.get(e.errno or 0, str(e.errno))
 
 
-def head(n: int, claim: str) -> None:
-    print(f"\n[{n}] myth: {claim}")
+def head(n: int | str, claim: str) -> None:
+    """The check's number, its name (the calling function, which the claims ledger cites) and
+    the claim it tests."""
+    name = sys._getframe(1).f_code.co_name
+    print(f"\n[{n}] {name}\n    myth:    {claim}")
 
 
 def seen(text: str) -> None:
@@ -350,7 +360,8 @@ def time_wait_is_a_leak() -> None:
     )
     verdict(
         "false: TIME_WAIT holds no file descriptor and ends by itself; CLOSE_WAIT is the leak "
-        "(one descriptor each, no timer: it lasts until the program closes)"
+        "(one descriptor each, and no timer of its own: only the program's close() moves it on; "
+        "check 11 shows what else can end it)"
     )
     for s in kept:
         s.close()
@@ -387,9 +398,120 @@ def accept_queue() -> None:
     lst.close()
 
 
+def close_wait_lasts_forever() -> None:
+    head(11, "CLOSE_WAIT lasts until the program calls close(), whatever happens")
+    lst = listener()
+    port = lst.getsockname()[1]
+    c, s = pair(lst)
+    c.shutdown(socket.SHUT_WR)  # the client's FIN; the client keeps its socket (FIN_WAIT2)
+    rows = wait_for(port, lambda rs: counted(rs, "CLOSE-WAIT") == 1)
+    before = [r["recvq"] for r in rows if r["state"] == "CLOSE-WAIT"]
+    got = s.recv(10)
+    rows = ss(port)
+    after = [r["recvq"] for r in rows if r["state"] == "CLOSE-WAIT"]
+    seen(
+        f"server CLOSE-WAIT, Recv-Q {before[0] if before else '?'} before the program reads; "
+        f"read() returns {len(got)} bytes (EOF), then Recv-Q {after[0] if after else '?'}: "
+        "the FIN counts in Recv-Q only until the program has read the end of the stream"
+    )
+    fd = s.fileno()
+    set_linger(c, True, 0)
+    c.close()  # the peer aborts: a RST reaches the CLOSE_WAIT socket
+    rows = wait_for(port, lambda rs: counted(rs, "CLOSE-WAIT") == 0)
+    try:
+        s.send(b"x")
+        after_send = "send() succeeds"
+    except OSError as e:
+        after_send = f"send() fails with {errname(e)}"
+    held = os.path.exists(f"/proc/self/fd/{fd}")
+    seen(
+        f"the peer closes with SO_LINGER {{on, 0}} (RST): CLOSE-WAIT sockets left: "
+        f"{counted(rows, 'CLOSE-WAIT')}; the program's {after_send}; its descriptor {fd} is "
+        f"{'still open' if held else 'gone'}"
+    )
+    verdict(
+        "false: CLOSE_WAIT has no timer, and only close() moves it to LAST_ACK, but a RST from "
+        "the peer ends it (tcp_reset() in net/ipv4/tcp_input.c), and so do an unanswered "
+        "keepalive (check 13) and SOCK_DESTROY (ss -K); the "
+        "descriptor stays open until the program closes it, so a falling CLOSE_WAIT count does "
+        "not prove a leak fixed"
+    )
+    s.close()
+    lst.close()
+
+
+EXIT_CHILD = """
+import socket, sys
+lst = socket.socket()
+lst.bind(("127.0.0.1", 0))
+lst.listen(1)
+print(lst.getsockname()[1], flush=True)
+conn, _ = lst.accept()
+conn.recv(1)  # wait for the request's first byte
+if sys.argv[1] == "drain":
+    while conn.recv(65536):
+        pass
+sys.exit(0)  # no close(): the process exits with the connection open
+"""
+
+
+def exit_sends_fin() -> None:
+    head(12, "when a program exits, the kernel sends FIN on each of its connections")
+    for mode, label in [
+        ("unread", "leaves request bytes unread"),
+        ("drain", "reads the request to EOF"),
+    ]:
+        child = subprocess.Popen(
+            [sys.executable, "-c", EXIT_CHILD, mode], stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        c = socket.create_connection((LOOPBACK, port), timeout=3)
+        c.sendall(b"request line\n" + b"body" * 100)
+        if mode == "drain":
+            c.shutdown(socket.SHUT_WR)
+        child.wait(timeout=5)
+        try:
+            data = c.recv(100)
+            what = "EOF (a FIN)" if data == b"" else f"{len(data)} bytes"
+        except OSError as e:
+            what = f"{errname(e)} (a RST)"
+        seen(f"a child process {label}, then exits without close(): client's read(): {what}")
+        c.close()
+    verdict(
+        "false: exit closes every descriptor, and each close follows the usual rule: a socket "
+        "with unread received data sends RST (__tcp_close() in net/ipv4/tcp.c), only a drained "
+        "one sends FIN"
+    )
+
+
+def sysctls_per_namespace() -> None:
+    head(17, "every net.ipv4 sysctl is private to a network namespace")
+    host = set(os.listdir("/proc/sys/net/ipv4"))
+    out = subprocess.run(
+        ["unshare", "-n", "ls", "/proc/sys/net/ipv4"], capture_output=True, text=True, check=True
+    ).stdout
+    private = set(out.split())
+    shared = sorted(host - private)
+    seen(
+        f"/proc/sys/net/ipv4 lists {len(host)} entries on the host and {len(private)} in a new "
+        f"network namespace; only on the host (global): {', '.join(shared)}"
+    )
+    verdict(
+        "false: most are per namespace (tcp_fin_timeout, tcp_tw_reuse, ip_local_port_range, "
+        "tcp_max_tw_buckets...), but a few, such as tcp_mem and tcp_max_orphans, are one "
+        "setting for the whole machine and a namespace cannot change them"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Checks that set sysctls: only inside a private network namespace
 # ---------------------------------------------------------------------------------------------
+
+
+def read_sysctl(name: str) -> str:
+    with open(f"/proc/sys/net/ipv4/{name}") as f:
+        return f.read().strip()
 
 
 def write_sysctl(name: str, value: str) -> None:
@@ -437,6 +559,7 @@ def fin_timeout_sets_time_wait() -> None:
 
 def tw_reuse_outgoing() -> None:
     head(10, "tcp_tw_reuse lets a server reuse TIME_WAIT sockets")
+    saved = {n: read_sysctl(n) for n in ("ip_local_port_range", "tcp_tw_reuse")}
     write_sysctl("ip_local_port_range", "40000 40009")
     seen("in a private network namespace: ip_local_port_range = 40000 40009 (10 ports)")
     lst = listener(backlog=64)
@@ -470,12 +593,311 @@ def tw_reuse_outgoing() -> None:
         "port older than 1 s when timestamps allow it; a server's accept() has nothing to reuse"
     )
     lst.close()
+    for name, value in saved.items():  # the later checks need the usual range
+        write_sysctl(name, value)
+
+
+def close_wait_keepalive() -> None:
+    head(13, "a CLOSE_WAIT socket whose peer has vanished waits for the program forever")
+    lst = listener()
+    port = lst.getsockname()[1]
+    c, s = pair(lst)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
+    c.shutdown(socket.SHUT_WR)
+    s.recv(10)  # EOF: the server program knows, and still does not close
+    rows = wait_for(port, lambda rs: counted(rs, "CLOSE-WAIT") == 1)
+    cw = [r for r in rows if r["state"] == "CLOSE-WAIT"]
+    seen(
+        "server socket with SO_KEEPALIVE, TCP_KEEPIDLE 1 s, TCP_KEEPINTVL 1 s, TCP_KEEPCNT 2: "
+        f"CLOSE-WAIT, timer {cw[0]['timer'] if cw else '?'}"
+    )
+    subprocess.run(["ip", "link", "set", "lo", "down"], check=True)  # no probe gets an answer
+    start = time.monotonic()
+    rows = wait_for(port, lambda rs: counted(rs, "CLOSE-WAIT") == 0, timeout=6)
+    took = time.monotonic() - start
+    seen(
+        f"the namespace's lo taken down, so the peer looks gone: CLOSE-WAIT sockets after "
+        f"{took:.1f} s: {counted(rows, 'CLOSE-WAIT')}"
+    )
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    verdict(
+        "false: tcp_keepalive_timer() (net/ipv4/tcp_timer.c) probes a CLOSE_WAIT socket like an "
+        "established one and, with no answer, ends it after idle + count x interval"
+    )
+    s.close()
+    c.close()
+    lst.close()
+
+
+def abort_on_overflow() -> None:
+    head(14, "with tcp_abort_on_overflow = 1, a SYN to a full accept queue is answered with RST")
+    write_sysctl("tcp_abort_on_overflow", "1")
+    seen("in a private network namespace: tcp_abort_on_overflow = 1")
+    lst = listener(backlog=0)  # Linux queues backlog + 1 = 1 connection
+    port = lst.getsockname()[1]
+    # A client whose final ACK of the handshake is delayed: with TCP_DEFER_ACCEPT set on a
+    # connecting socket, the kernel holds that ACK for the delayed-ACK timer (about 200 ms),
+    # yet connect() returns as soon as the SYN-ACK arrives.
+    a = socket.socket()
+    a.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+    a.settimeout(3)
+    a.connect((LOOPBACK, port))
+    rows = ss(port)
+    seen(
+        "client A (final ACK delayed) connect() succeeded; server side: "
+        + ", ".join(sorted(r["state"] for r in rows if r["local"].endswith(f":{port}")))
+    )
+    b = socket.create_connection((LOOPBACK, port), timeout=3)
+    late = socket.socket()
+    late.settimeout(0.5)
+    try:
+        late.connect((LOOPBACK, port))
+        late_result = "connected"
+    except OSError as e:
+        late_result = "timed out (its SYNs were dropped, no RST)" if e.errno is None else errname(e)
+    try:
+        a.settimeout(1)
+        data = a.recv(10)
+        a_result = "EOF" if data == b"" else f"{len(data)} bytes"
+    except OSError as e:
+        a_result = errname(e)
+    seen(
+        "client B connected and filled the queue; client C's connect() while it was full: "
+        f"{late_result}; client A's first read(), once its ACK reached the full queue: {a_result}"
+    )
+    verdict(
+        "false: a SYN that finds the accept queue full is dropped whatever the sysctl says "
+        "(tcp_conn_request() in net/ipv4/tcp_input.c); the sysctl acts when the handshake's "
+        "final ACK finds the queue full (tcp_check_req() in net/ipv4/tcp_minisocks.c), and then "
+        "it resets a connection whose connect() had already succeeded"
+    )
+    for sock in (a, b, late):
+        sock.close()
+    lst.close()
+    write_sysctl("tcp_abort_on_overflow", "0")
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def time_wait_exactly_60s() -> None:
+    head(15, "TIME_WAIT always lasts exactly 60 s from the moment it starts")
+    # The server gets an address of its own, so that it can be removed later and nothing on
+    # it answers the TIME_WAIT socket's ACK (a listener would answer with RST).
+    server_ip = "10.255.0.1"
+    subprocess.run(["ip", "addr", "add", f"{server_ip}/32", "dev", "lo"], check=True)
+    lst = socket.socket()
+    lst.bind((server_ip, 0))
+    lst.listen(4)
+    port = lst.getsockname()[1]
+    cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    cap.bind(("lo", 0))
+    c = socket.create_connection((server_ip, port), timeout=3)
+    s, _ = lst.accept()
+    cport = c.getsockname()[1]
+    c.close()  # the client closes first and will hold TIME_WAIT
+    s.recv(1)
+    s.close()
+    fin = b""
+    deadline = time.monotonic() + 2
+    while not fin and time.monotonic() < deadline:
+        ready, _, _ = select.select([cap], [], [], 0.1)
+        if not ready:
+            continue
+        frame, addr = cap.recvfrom(65535)
+        if addr[2] == socket.PACKET_OUTGOING:
+            continue
+        ip = frame[14:]
+        ihl = (ip[0] & 15) * 4
+        total = struct.unpack("!H", ip[2:4])[0]
+        sport, dport = struct.unpack("!HH", ip[ihl : ihl + 4])
+        if sport == port and dport == cport and ip[ihl + 13] & 1:  # the server's FIN
+            fin = bytes(ip[:total])
+    cap.close()
+    subprocess.run(["ip", "addr", "del", f"{server_ip}/32", "dev", "lo"], check=True)
+
+    def left() -> str:
+        rows = [r for r in ss(cport) if r["state"] == "TIME-WAIT"]
+        return f"{seconds(rows[0]['left']):.0f} s left" if rows else "no TIME-WAIT"
+
+    wait_for(cport, lambda rs: counted(rs, "TIME-WAIT") == 1)
+    seen(f"client TIME-WAIT: {left()}")
+    time.sleep(3)
+    seen(f"3 s later: {left()}")
+    if fin:
+        # Send the server's own FIN again, as the peer's kernel would if our last ACK were
+        # lost. Loopback leaves the TCP checksum to be filled in, so compute it here.
+        ihl = (fin[0] & 15) * 4
+        seg = bytearray(fin[ihl:])
+        seg[16:18] = b"\0\0"
+        pseudo = fin[12:20] + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(seg))
+        seg[16:18] = struct.pack("!H", checksum(pseudo + bytes(seg)))
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        raw.sendto(fin[:ihl] + bytes(seg), (LOOPBACK, 0))
+        raw.close()
+        time.sleep(0.05)
+        seen(f"the server's FIN sent again (captured on lo, replayed with a raw socket): {left()}")
+    verdict(
+        "false: the length is a fixed 60 s, but a retransmitted FIN (or any ACK-bearing "
+        "segment) restarts it (inet_twsk_reschedule() called from tcp_timewait_state_process() "
+        "in net/ipv4/tcp_minisocks.c); a RST (with tcp_rfc1337 = 0), a new SYN, tcp_tw_reuse or "
+        "SOCK_DESTROY ends it early"
+    )
+    c.close()
+    lst.close()
+
+
+def syn_backoff_exponential() -> None:
+    head(16, "a dropped SYN is retried after 1 s, 3 s, 7 s...: exponential backoff")
+    linear = read_sysctl("tcp_syn_linear_timeouts")
+    lst = listener(backlog=0)
+    port = lst.getsockname()[1]
+    first = socket.create_connection((LOOPBACK, port), timeout=3)  # fills the accept queue
+    cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    cap.bind(("lo", 0))
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect((LOOPBACK, port))
+    except BlockingIOError:
+        pass
+    cport = c.getsockname()[1]
+    times: list[float] = []
+    deadline = time.monotonic() + 7.6
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([cap], [], [], 0.1)
+        if not ready:
+            continue
+        frame, addr = cap.recvfrom(65535)
+        if addr[2] == socket.PACKET_OUTGOING:
+            continue
+        ip = frame[14:]
+        ihl = (ip[0] & 15) * 4
+        sport = struct.unpack("!H", ip[ihl : ihl + 2])[0]
+        if sport == cport and ip[ihl + 13] & 0x02:  # a SYN from our client
+            times.append(time.monotonic())
+    sent = ", ".join(f"{t - times[0]:.1f}" for t in times) if times else "none"
+    seen(
+        f"tcp_syn_linear_timeouts = {linear}; SYNs of one connect() to a full accept queue, "
+        f"seen on lo at these seconds after the first: {sent}"
+    )
+    verdict(
+        "false on this kernel: the first tcp_syn_linear_timeouts (4) timeouts stay at 1 s and "
+        "the backoff after them starts again from 1 s, so five retries come 1 s apart before "
+        "the gaps double (Documentation/networking/ip-sysctl.rst); kernels without that sysctl "
+        "double from the first retry"
+    )
+    cap.close()
+    c.close()
+    first.close()
+    lst.close()
+
+
+def tw_overflow_logged() -> None:
+    head(18, 'past tcp_max_tw_buckets the kernel logs "time wait bucket table overflow"')
+    write_sysctl("tcp_max_tw_buckets", "5")
+    seen("in a private network namespace: tcp_max_tw_buckets = 5")
+
+    def counter() -> int:
+        out = subprocess.run(
+            ["nstat", "-az", "TcpExtTCPTimeWaitOverflow"], capture_output=True, text=True
+        ).stdout
+        found = re.search(r"TcpExtTCPTimeWaitOverflow\s+(\d+)", out)
+        return int(found.group(1)) if found else -1
+
+    def kernel_log() -> list[str]:
+        out = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+        return [line for line in out.splitlines() if "bucket table overflow" in line]
+
+    log_before, count_before = len(kernel_log()), counter()
+    lst = listener()
+    port = lst.getsockname()[1]
+    for _ in range(10):
+        c, s = pair(lst)
+        c.close()  # the client closes first: each wants a TIME_WAIT socket
+        s.recv(1)
+        s.close()
+    wait_for(port, lambda rs: counted(rs, "TIME-WAIT") >= 5)
+    time.sleep(0.1)
+    seen(
+        f"10 connections closed client-first: {counted(ss(port), 'TIME-WAIT')} TIME-WAIT "
+        f"sockets; TcpExtTCPTimeWaitOverflow grew by {counter() - count_before}; new kernel "
+        f"log lines about a bucket table overflow: {len(kernel_log()) - log_before}"
+    )
+    verdict(
+        "false on current kernels: the connections past the cap close without TIME_WAIT and "
+        "are only counted (TCPTimeWaitOverflow, from tcp_time_wait() in "
+        "net/ipv4/tcp_minisocks.c); the log line is from old kernels, and tcp(7) still "
+        "mentions it"
+    )
+    lst.close()
+
+
+def syn_backlog_is_syn_queue() -> None:
+    head(19, "net.ipv4.tcp_max_syn_backlog is the size of a listener's SYN queue")
+    seen(
+        "in a private network namespace, 40 clients whose final ACK is held back (TCP_DEFER_ACCEPT "
+        "on the connecting socket) each leave a request in SYN-RECV for about 200 ms; how many "
+        "requests does the listener keep?"
+    )
+    for cookies, backlog, max_syn in [
+        ("0", 4, 2048),
+        ("0", 64, 2048),
+        ("0", 64, 16),
+        ("1", 64, 16),
+    ]:
+        write_sysctl("tcp_syncookies", cookies)
+        write_sysctl("tcp_max_syn_backlog", str(max_syn))
+        lst = listener(backlog=backlog)
+        port = lst.getsockname()[1]
+        clients = []
+        for _ in range(40):
+            c = socket.socket()
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+            c.setblocking(False)
+            try:
+                c.connect((LOOPBACK, port))
+            except BlockingIOError:
+                pass
+            clients.append(c)
+        time.sleep(0.05)
+        kept = sum(1 for r in ss(port) if r["state"] == "SYN-RECV")
+        seen(
+            f"tcp_syncookies = {cookies}, listen backlog {backlog}, tcp_max_syn_backlog "
+            f"{max_syn}: {kept} SYN-RECV"
+        )
+        for c in clients:
+            c.close()
+        lst.close()
+    write_sysctl("tcp_syncookies", "1")
+    write_sysctl("tcp_max_syn_backlog", "2048")
+    verdict(
+        "false: the listen backlog bounds the requests too (inet_csk_reqsk_queue_is_full() in "
+        "include/net/inet_connection_sock.h; past it SYN cookies, or with cookies off a drop); "
+        "tcp_max_syn_backlog matters only with cookies off, where tcp_conn_request() in "
+        "net/ipv4/tcp_input.c keeps its last quarter for peers it has talked to before"
+    )
 
 
 def inside_netns() -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     fin_timeout_sets_time_wait()
     tw_reuse_outgoing()
+    close_wait_keepalive()
+    abort_on_overflow()
+    time_wait_exactly_60s()
+    syn_backoff_exponential()
+    tw_overflow_logged()
+    syn_backlog_is_syn_queue()
 
 
 def main() -> int:
@@ -491,14 +913,21 @@ def main() -> int:
     reuseaddr_unsafe()
     time_wait_is_a_leak()
     accept_queue()
+    close_wait_lasts_forever()
+    exit_sends_fin()
     sys.stdout.flush()
     if os.geteuid() == 0:
+        sysctls_per_namespace()
+        sys.stdout.flush()
         subprocess.run(
             ["unshare", "-n", sys.executable, os.path.abspath(__file__), "--inside-netns"],
             check=True,
         )
     else:
-        print("\n[9], [10] skipped: they set sysctls in a private network namespace (needs root)")
+        print(
+            "\n[9], [10], [13] to [19] skipped: they set sysctls or send raw "
+            "packets in a private network namespace (needs root)"
+        )
     return 0
 
 

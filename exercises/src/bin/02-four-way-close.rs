@@ -2,9 +2,10 @@
 //! on each side between the steps.
 //!
 //! The client calls close() first (the active closer): its FIN is acknowledged at once, so the
-//! kernel shows the client in FIN_WAIT2 and the server in CLOSE_WAIT, a state that lasts until
-//! the server program calls close() itself. Then the server reads end-of-stream and closes:
-//! its FIN moves the client into TIME_WAIT for a fixed 60 s and the server's socket is gone.
+//! kernel shows the client in FIN_WAIT2 and the server in CLOSE_WAIT, a state with no timer
+//! that only the server program's close() moves on (a RST or a failed keepalive could still end
+//! it). Then the server reads end-of-stream and closes: its FIN moves the client into
+//! TIME_WAIT for 60 s and the server's socket is gone.
 //!
 //! Left out on purpose: FIN_WAIT1 and LAST_ACK last microseconds on loopback, so snapshots
 //! between steps cannot catch them (the transition tracer does); simultaneous close (CLOSING)
@@ -66,7 +67,8 @@ fn run(lab: &mut Lab) -> Result<()> {
         );
         lab.say(
             "the server is in CLOSE_WAIT: its kernel knows the client is done, and waits for \
-             the server program to call close(). Nothing happens until it does.",
+             the server program to call close(). No timer moves it on; only a RST or an \
+             unanswered keepalive could end it without the program.",
         );
         let fin_timeout = wait::sysctl("net/ipv4/tcp_fin_timeout");
         lab.fact("tcp_fin_timeout", fin_timeout);
@@ -106,7 +108,7 @@ fn run(lab: &mut Lab) -> Result<()> {
     lab.fact("timer_ms", timer);
     if let Some(ms) = timer {
         lab.say(format!(
-            "the client is in TIME_WAIT, {:.1} s left on its timer (a fixed 60 s on Linux); the \
+            "the client is in TIME_WAIT, {:.1} s left on its timer (60 s on Linux); the \
              server went LAST_ACK -> CLOSE when the client's last ACK arrived: only the \
              listener is left on the server's port",
             ms as f64 / 1000.0

@@ -2,12 +2,13 @@
 //!
 //! TIME_WAIT lands on the active closer, the side whose close() sends the first FIN. Here the
 //! server closes right after its reply, so every connection leaves a TIME_WAIT socket on the
-//! server's port for a fixed 60 s: a server doing 1,000 connections per second carries 60,000
-//! of them. Run with `--churn-secs 5` to see it at full speed.
+//! server's port for 60 s: a server doing 1,000 connections per second carries 60,000 of
+//! them. Run with `--churn-secs 5` to see it at full speed.
 //!
 //! Left out on purpose: TIME_WAIT is not a bug and needs no "fix" by SO_LINGER 0 (lesson 07
-//! shows what that costs); protocols avoid it on the server by letting the client close first
-//! (HTTP keep-alive servers wait for the client), which is the other binary.
+//! shows what that costs); a protocol can keep it off the server by letting the client close
+//! first, which is the other binary. HTTP servers do not always manage that: they close idle
+//! and used-up keep-alive connections themselves, and keep the TIME_WAIT then.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

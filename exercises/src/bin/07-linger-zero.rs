@@ -7,9 +7,9 @@
 //! Part 2: the server reads only the request line of a request that has a body and closes
 //! with the body unread in its receive buffer: that also sends RST (RFC 2525 section 2.17).
 //!
-//! Left out on purpose: SO_LINGER with a timeout above zero (close() then blocks until the
-//! data is acknowledged or the time is up), and why people reach for linger 0 (to skip
-//! TIME_WAIT; lesson 05 shows better ways).
+//! Left out on purpose: SO_LINGER with a timeout above zero (close() then blocks until
+//! everything, FIN included, is acknowledged or the time is up, and returns 0 either way), and
+//! why people reach for linger 0 (to skip TIME_WAIT; lesson 05 shows better ways).
 
 use std::io::{self, Write};
 use std::net::TcpStream;

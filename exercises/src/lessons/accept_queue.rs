@@ -177,7 +177,8 @@ pub fn run(lab: &mut Lab, serve: fn(TcpListener, &AtomicBool) -> Vec<TcpStream>)
         lab.say(format!(
             "{client_syn_sent} clients are stuck in SYN_SENT: with the queue full the kernel drops \
              their SYNs ({server_syn_recv} SYN_RECV on the server), and their retransmissions \
-             (1 s, 3 s, 7 s...) are dropped too until accept() makes room"
+             (1 s apart at first on this kernel, then further apart) are dropped too until \
+             accept() makes room"
         ));
         (
             Verdict::Leak,

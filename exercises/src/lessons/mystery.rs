@@ -368,7 +368,7 @@ fn operate(
     let (verdict, why) = if !after.is_empty() && held_after.contains_key(&pid) {
         lab.say(format!(
             "{} sockets still in CLOSE_WAIT, still held by pid {pid} ({name}): they stay until \
-             it closes them or exits.",
+             it closes them or exits, or something aborts them (a RST from a client, ss -K).",
             after.len()
         ));
         (

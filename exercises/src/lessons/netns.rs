@@ -1,6 +1,7 @@
 //! A private network namespace for the lessons that flood or tune the kernel (05's churn,
-//! 09's port exhaustion): its own loopback, its own socket table and its own `net.ipv4`
-//! sysctls, gone when the process ends. Nothing on the host is changed or filled.
+//! 09's port exhaustion): its own loopback, its own socket table and its own copy of the
+//! per-namespace `net.ipv4` sysctls (most of them; a few such as tcp_mem and tcp_max_orphans
+//! are machine-wide), gone when the process ends. Nothing on the host is changed or filled.
 //!
 //! unshare(2) only works while the process has a single thread (a new user namespace
 //! requires it), so a lesson calls [`enter`] before it starts any thread.

@@ -125,7 +125,7 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
     lab.fact("timer_ms_max", tmax);
     if let (Some(lo), Some(hi)) = (tmin, tmax) {
         lab.say(format!(
-            "their timers: {:.1} s to {:.1} s left, counting down from a fixed 60 s; they end by \
+            "their timers: {:.1} s to {:.1} s left, counting down from 60 s; they end by \
              themselves and hold no file descriptor",
             lo as f64 / 1000.0,
             hi as f64 / 1000.0
@@ -246,8 +246,10 @@ fn run_churn(lab: &mut Lab, cfg: churn::Config) -> Result<()> {
             Closer::Server => format!(
                 "the clients' ports are free again at once (their side has no TIME_WAIT), so \
                  connect() may pick a port it used before to the same server port, and a SYN \
-                 that reaches a TIME_WAIT socket with a newer timestamp opens a new connection \
-                 (RFC 6191; tcp_timewait_state_process() in net/ipv4/tcp_minisocks.c). None \
+                 that reaches a TIME_WAIT socket opens a new connection when PAWS does not \
+                 reject it and its sequence number is above the old one's (RFC 9293 MAY-2) or \
+                 its timestamp is newer (RFC 6191; tcp_timewait_state_process() in \
+                 net/ipv4/tcp_minisocks.c). None \
                  is missing for lack of room: TcpExt TCPTimeWaitOverflow grew by {}",
                 report.tw_overflow.unwrap_or(0)
             ),
@@ -276,7 +278,8 @@ fn run_churn(lab: &mut Lab, cfg: churn::Config) -> Result<()> {
     if let Some(cap) = report.tcp_max_tw_buckets {
         lab.say(format!(
             "net.ipv4.tcp_max_tw_buckets is {cap} here: past it the kernel closes without \
-             TIME_WAIT (and logs \"time wait bucket table overflow\"), so the count stops at {:.0}",
+             TIME_WAIT (counted as TcpExt TCPTimeWaitOverflow, not logged), so the count \
+             stops at {:.0}",
             linux.min(cap as f64)
         ));
     }
