@@ -3,8 +3,10 @@
 //! DOT, SVG and text renderings therefore cannot disagree with the code that runs.
 //!
 //! What it leaves out on purpose: edges that change nothing (a duplicate ACK, an error
-//! returned to the program) and a pretty layout. The SVG uses a fixed grid shaped like
-//! Figure 5, with CLOSED drawn twice (top and bottom) as the RFC does; no graphviz needed.
+//! returned to the program) and an automatic layout. The SVG places boxes on a fixed grid
+//! shaped like Figure 5, with CLOSED drawn twice (top and bottom) as the RFC does, and routes
+//! each edge by hand, so that no label hides another and every arrowhead ends on a box's
+//! border; `core/tests/svg_geometry.rs` checks both. No graphviz needed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -278,186 +280,381 @@ pub fn dot(edges: &[Edge]) -> String {
     s
 }
 
-/// Grid cell (column, row) of each state, shaped like Figure 5.
-fn cell(s: State) -> (i64, i64) {
-    match s {
-        State::Closed => (1, 0),
-        State::Listen => (1, 1),
-        State::SynReceived => (0, 2),
-        State::SynSent => (2, 2),
-        State::Established => (1, 3),
-        State::FinWait1 => (0, 4),
-        State::CloseWait => (2, 4),
-        State::FinWait2 => (0, 5),
-        State::Closing => (1, 5),
-        State::LastAck => (2, 5),
-        State::TimeWait => (1, 6),
+/// Where a box is drawn: each state once, plus a second CLOSED at the bottom right for the
+/// edges that end the connection from below (as Figure 5 does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spot {
+    Of(State),
+    ClosedBelow,
+}
+
+/// The centre of each box, shaped like Figure 5: three columns, seven rows.
+fn centre(spot: Spot) -> (f64, f64) {
+    let (col, row) = match spot {
+        Spot::ClosedBelow => (2, 6),
+        Spot::Of(s) => match s {
+            State::Closed => (1, 0),
+            State::Listen => (1, 1),
+            State::SynReceived => (0, 2),
+            State::SynSent => (2, 2),
+            State::Established => (1, 3),
+            State::FinWait1 => (0, 4),
+            State::CloseWait => (2, 4),
+            State::FinWait2 => (0, 5),
+            State::Closing => (1, 5),
+            State::LastAck => (2, 5),
+            State::TimeWait => (1, 6),
+        },
+    };
+    (COL_X[col], TOP + ROW_H * row as f64)
+}
+
+/// The picture is [`WIDTH`] px wide with [`page::FONT`] px text, so that scaled to the book's
+/// width its labels are still at least [`page::MIN_TEXT`] px.
+const WIDTH: f64 = 800.0;
+const COL_X: [f64; 3] = [120.0, 400.0, 680.0];
+const TOP: f64 = 120.0;
+const ROW_H: f64 = 145.0;
+const HALF_W: f64 = 66.0;
+const HALF_H: f64 = 17.0;
+const LINE_H: f64 = 16.0;
+
+/// Points on a box's border: `dx` or `dy` moves along the side from its middle.
+fn top(s: Spot, dx: f64) -> (f64, f64) {
+    let (x, y) = centre(s);
+    (x + dx, y - HALF_H)
+}
+fn bottom(s: Spot, dx: f64) -> (f64, f64) {
+    let (x, y) = centre(s);
+    (x + dx, y + HALF_H)
+}
+fn left(s: Spot, dy: f64) -> (f64, f64) {
+    let (x, y) = centre(s);
+    (x - HALF_W, y + dy)
+}
+fn right(s: Spot, dy: f64) -> (f64, f64) {
+    let (x, y) = centre(s);
+    (x + HALF_W, y + dy)
+}
+
+/// How a label block sits: `x` is its start, middle or end, `y` its first baseline.
+#[derive(Debug, Clone, Copy)]
+enum Anchor {
+    Start,
+    Middle,
+    End,
+}
+
+/// An edge's path (border to border, corners included) and where its label goes.
+struct Route {
+    points: Vec<(f64, f64)>,
+    label: (f64, f64, Anchor),
+}
+
+/// The hand-made route of each edge Figure 5 draws, and of Linux's reopening of TIME-WAIT;
+/// `None` for any other pair, which gets a straight line (see [`fallback`]).
+fn route(from: State, to: State) -> Option<Route> {
+    use Anchor::*;
+    use State::*;
+    let o = Spot::Of;
+    let at = |x: f64, y: f64, a: Anchor| (x, y, a);
+    let r = |points: Vec<(f64, f64)>, label| Some(Route { points, label });
+    let (l, m, rt) = (COL_X[0], COL_X[1], COL_X[2]);
+    let row = |n: f64| TOP + ROW_H * n;
+    match (from, to) {
+        (Closed, Listen) => r(
+            vec![bottom(o(Closed), -12.0), top(o(Listen), -12.0)],
+            at(m - 20.0, row(0.5) + 5.0, End),
+        ),
+        (Listen, Closed) => r(
+            vec![top(o(Listen), 12.0), bottom(o(Closed), 12.0)],
+            at(m + 20.0, row(0.5) + 5.0, Start),
+        ),
+        (Closed, SynSent) => r(
+            vec![right(o(Closed), -8.0), (rt - 10.0, row(0.0) - 8.0), top(o(SynSent), -10.0)],
+            at((m + rt) / 2.0 + 10.0, row(0.0) - 16.0, Middle),
+        ),
+        (SynSent, Closed) => r(
+            vec![top(o(SynSent), 14.0), (rt + 14.0, row(0.0) + 8.0), right(o(Closed), 8.0)],
+            at((m + rt) / 2.0 + 10.0, row(0.0) + 28.0, Middle),
+        ),
+        (Listen, SynSent) => r(
+            vec![right(o(Listen), 8.0), top(o(SynSent), -40.0)],
+            at(m + 110.0, row(1.0) + 62.0, End),
+        ),
+        (Listen, SynReceived) => r(
+            vec![left(o(Listen), 8.0), top(o(SynReceived), 30.0)],
+            at(l + 150.0, row(1.0) + 20.0, End),
+        ),
+        (SynReceived, Listen) => r(
+            vec![top(o(SynReceived), 56.0), bottom(o(Listen), -40.0)],
+            at(l + 150.0, row(1.0) + 86.0, Start),
+        ),
+        (SynSent, SynReceived) => r(
+            vec![left(o(SynSent), 0.0), right(o(SynReceived), 0.0)],
+            at(m, row(2.0) - 8.0, Middle),
+        ),
+        (SynSent, Established) => r(
+            vec![bottom(o(SynSent), -40.0), right(o(Established), -8.0)],
+            at(rt - 60.0, row(2.0) + 70.0, Start),
+        ),
+        (SynReceived, Established) => r(
+            vec![bottom(o(SynReceived), 40.0), left(o(Established), -8.0)],
+            at(l + 140.0, row(2.0) + 42.0, Start),
+        ),
+        (SynReceived, FinWait1) => r(
+            vec![bottom(o(SynReceived), -20.0), top(o(FinWait1), -20.0)],
+            at(l - 12.0, row(3.0) - 10.0, Start),
+        ),
+        (Established, FinWait1) => r(
+            vec![left(o(Established), 8.0), top(o(FinWait1), 40.0)],
+            at(m - 80.0, row(3.0) + 72.0, Start),
+        ),
+        (Established, CloseWait) => r(
+            vec![right(o(Established), 8.0), top(o(CloseWait), -40.0)],
+            at(rt - 80.0, row(3.0) + 40.0, Start),
+        ),
+        (FinWait1, FinWait2) => r(
+            vec![bottom(o(FinWait1), 0.0), top(o(FinWait2), 0.0)],
+            at(l + 8.0, row(4.0) + 58.0, Start),
+        ),
+        (FinWait1, Closing) => r(
+            vec![right(o(FinWait1), 0.0), (m, row(4.0)), top(o(Closing), 0.0)],
+            at(m + 8.0, row(4.0) + 50.0, Start),
+        ),
+        (FinWait2, TimeWait) => r(
+            vec![bottom(o(FinWait2), 0.0), (l, row(6.0)), left(o(TimeWait), 0.0)],
+            at(l + 12.0, row(6.0) - 40.0, Start),
+        ),
+        (Closing, TimeWait) => r(
+            vec![bottom(o(Closing), 0.0), top(o(TimeWait), 0.0)],
+            at(m + 8.0, row(5.0) + 52.0, Start),
+        ),
+        (CloseWait, LastAck) => r(
+            vec![bottom(o(CloseWait), 0.0), top(o(LastAck), 0.0)],
+            at(rt - 8.0, row(4.0) + 50.0, End),
+        ),
+        (LastAck, Closed) => r(
+            vec![bottom(o(LastAck), 0.0), top(Spot::ClosedBelow, 0.0)],
+            at(rt + 8.0, row(5.0) + 52.0, Start),
+        ),
+        (TimeWait, Closed) => r(
+            vec![right(o(TimeWait), 0.0), left(Spot::ClosedBelow, 0.0)],
+            at((m + rt) / 2.0, row(6.0) - 8.0, Middle),
+        ),
+        (TimeWait, SynReceived) => r(
+            vec![
+                bottom(o(TimeWait), 0.0),
+                (m, row(6.0) + 50.0),
+                (l - 90.0, row(6.0) + 50.0),
+                (l - 90.0, row(2.0)),
+                left(o(SynReceived), 0.0),
+            ],
+            at(l - 80.0, row(6.0) + 42.0, Start),
+        ),
+        _ => None,
     }
 }
 
-/// The second CLOSED box, bottom right, for edges from the lower half (as in Figure 5).
-const CLOSED_BOTTOM: (i64, i64) = (2, 6);
-
-const BOX_W: i64 = 150;
-const BOX_H: i64 = 36;
-const COL_W: i64 = 330;
-const ROW_H: i64 = 130;
-const MARGIN: i64 = 110;
-
-fn center((c, r): (i64, i64)) -> (f64, f64) {
-    (
-        (MARGIN + c * COL_W + BOX_W / 2) as f64,
-        (MARGIN + r * ROW_H + BOX_H / 2) as f64,
-    )
-}
-
-/// Where the segment from a box's centre towards (dx, dy) leaves the box.
-type Line = (f64, f64, f64, f64);
-
-fn length((x1, y1, x2, y2): Line) -> f64 {
-    ((x2 - x1).powi(2) + (y2 - y1).powi(2)).sqrt()
-}
-
-/// The middles of a box's four sides.
-fn side_middles(cell: (i64, i64)) -> [(f64, f64); 4] {
-    let (cx, cy) = center(cell);
-    let (hw, hh) = (BOX_W as f64 / 2.0, BOX_H as f64 / 2.0);
-    [(cx - hw, cy), (cx + hw, cy), (cx, cy - hh), (cx, cy + hh)]
-}
-
-/// Whether a line passes through a box other than those of its two ends (checked at
-/// points along it, with a few pixels to spare).
-fn crosses_a_box(line: Line, a: (i64, i64), b: (i64, i64)) -> bool {
-    let (x1, y1, x2, y2) = line;
-    let mut cells: Vec<(i64, i64)> = State::ALL.into_iter().map(cell).collect();
-    cells.push(CLOSED_BOTTOM);
-    cells.retain(|c| *c != a && *c != b);
-    (1..100).any(|i| {
-        let t = f64::from(i) / 100.0;
-        let (x, y) = (x1 + (x2 - x1) * t, y1 + (y2 - y1) * t);
-        cells.iter().any(|&c| {
-            let (cx, cy) = center(c);
-            (x - cx).abs() < BOX_W as f64 / 2.0 + 4.0 && (y - cy).abs() < BOX_H as f64 / 2.0 + 4.0
-        })
-    })
-}
-
-fn clip(c: (f64, f64), dx: f64, dy: f64) -> (f64, f64) {
-    let (hw, hh) = (BOX_W as f64 / 2.0, BOX_H as f64 / 2.0);
-    let tx = if dx.abs() > 1e-9 {
-        hw / dx.abs()
-    } else {
-        f64::MAX
+/// A straight line between the two boxes' borders, labelled at its middle: for a pair that
+/// has no route of its own (the geometry test catches what it may hit).
+fn fallback(a: Spot, b: Spot) -> Route {
+    let (ca, cb) = (centre(a), centre(b));
+    let (dx, dy) = (cb.0 - ca.0, cb.1 - ca.1);
+    let clip = |c: (f64, f64), dx: f64, dy: f64| {
+        let tx = if dx.abs() > 1e-9 { HALF_W / dx.abs() } else { f64::MAX };
+        let ty = if dy.abs() > 1e-9 { HALF_H / dy.abs() } else { f64::MAX };
+        let t = tx.min(ty);
+        (c.0 + dx * t, c.1 + dy * t)
     };
-    let ty = if dy.abs() > 1e-9 {
-        hh / dy.abs()
-    } else {
-        f64::MAX
-    };
-    let t = tx.min(ty);
-    (c.0 + dx * t, c.1 + dy * t)
+    let (p, q) = (clip(ca, dx, dy), clip(cb, -dx, -dy));
+    Route {
+        points: vec![p, q],
+        label: ((p.0 + q.0) / 2.0 + 8.0, (p.1 + q.1) / 2.0, Anchor::Start),
+    }
 }
 
-/// A standalone SVG of the state diagram on a fixed grid.
+/// A pair's label, one line per input; inputs that send the same segment share a last line
+/// `/ snd X`, as Figure 5 writes it.
+fn label_lines(es: &[&Edge]) -> Vec<String> {
+    let send = &es[0].send;
+    let mut lines: Vec<String> = if es.len() > 1 && !send.is_empty() && es.iter().all(|e| &e.send == send) {
+        let mut v: Vec<String> = es.iter().map(|e| e.input.clone()).collect();
+        v.dedup();
+        v.push(format!("/ snd {send}"));
+        v
+    } else {
+        es.iter().map(|e| e.label()).collect()
+    };
+    lines.dedup();
+    lines
+}
+
+/// A block of text lines with a white halo, so a line passing under it does not hide it.
+fn text_block(s: &mut String, (x, y, anchor): (f64, f64, Anchor), lines: &[String], fill: &str) {
+    let anchor = match anchor {
+        Anchor::Start => "start",
+        Anchor::Middle => "middle",
+        Anchor::End => "end",
+    };
+    for (i, line) in lines.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            r#"<text x="{x:.1}" y="{:.1}" text-anchor="{anchor}" fill="{fill}" stroke="white" stroke-width="4" paint-order="stroke">{}</text>"#,
+            y + LINE_H * i as f64,
+            xml_escape(line)
+        );
+    }
+}
+
+/// A standalone SVG of the state diagram, laid out like Figure 5 and sized for the book.
+///
+/// Solid edges are Figure 5's. A dashed edge is one that Linux takes and the model's RFC
+/// profile does not (TIME-WAIT reopened by a new SYN). The ways to CLOSED on a reset, an
+/// abort or a timeout, which Figure 5 leaves out, would cross the whole picture: they are
+/// listed in a table under it instead, each marked when it is Linux's alone.
 pub fn svg(edges: &[Edge]) -> String {
-    let width = MARGIN * 2 + COL_W * 2 + BOX_W;
-    let height = MARGIN * 2 + ROW_H * 6 + BOX_H;
+    use super::ladder::page::{FONT, text_w};
+    let rfc: std::collections::BTreeSet<(State, State, String)> = transitions(&Options::rfc())
+        .into_iter()
+        .map(|e| (e.from, e.to, e.label()))
+        .collect();
+    let linux_only = |e: &Edge| !rfc.contains(&(e.from, e.to, e.label()));
+    let figure_5 = |e: &Edge| FIGURE_5.contains(&(e.from, e.to));
+    // What is drawn as an arrow, and what goes to the table of other ways to CLOSED.
+    let mut drawn: BTreeMap<(State, State), Vec<&Edge>> = BTreeMap::new();
+    let mut listed: BTreeMap<State, Vec<&Edge>> = BTreeMap::new();
+    for e in edges {
+        let to_the_table = e.to == State::Closed
+            && e.is_exceptional()
+            && !(figure_5(e) && edges.iter().filter(|o| (o.from, o.to) == (e.from, e.to)).all(Edge::is_exceptional));
+        if to_the_table {
+            listed.entry(e.from).or_default().push(e);
+        } else {
+            drawn.entry((e.from, e.to)).or_default().push(e);
+        }
+    }
+    let diagram_bottom = TOP + ROW_H * 6.0 + HALF_H + 60.0;
+    let table_top = diagram_bottom + 30.0;
+    // The table's rows, wrapped to the picture's width.
+    let state_col = 130.0;
+    let room = WIDTH - 20.0 - state_col;
+    let mut table: Vec<(String, String)> = Vec::new();
+    for st in State::ALL {
+        let Some(es) = listed.get(&st) else { continue };
+        let items: Vec<String> = es
+            .iter()
+            .map(|e| {
+                if linux_only(e) {
+                    format!("{} (Linux)", e.label())
+                } else {
+                    e.label()
+                }
+            })
+            .collect();
+        let mut line = String::new();
+        let mut first = true;
+        for item in items {
+            let joined = if line.is_empty() { item.clone() } else { format!("{line} · {item}") };
+            if !line.is_empty() && text_w(&joined, FONT) > room {
+                table.push((if first { st.tcp().rfc().to_string() } else { String::new() }, format!("{line} ·")));
+                first = false;
+                line = item;
+            } else {
+                line = joined;
+            }
+        }
+        table.push((if first { st.tcp().rfc().to_string() } else { String::new() }, line));
+    }
+    let height = (table_top + 28.0 + LINE_H * table.len() as f64 + 16.0).ceil();
     let mut s = String::new();
     let _ = writeln!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="monospace" font-size="11">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="monospace" font-size="{FONT}">"#
     );
     let _ = writeln!(
         s,
-        r#"<defs><marker id="arrow" markerWidth="10" markerHeight="8" refX="9" refY="4" orient="auto"><path d="M0,0 L10,4 L0,8 z"/></marker></defs>"#
+        r##"<defs><marker id="arrow" markerWidth="10" markerHeight="8" refX="10" refY="4" orient="auto" markerUnits="userSpaceOnUse"><path d="M0,0 L10,4 L0,8 z" fill="black"/></marker><marker id="arrow-linux" markerWidth="10" markerHeight="8" refX="10" refY="4" orient="auto" markerUnits="userSpaceOnUse"><path d="M0,0 L10,4 L0,8 z" fill="#b35900"/></marker></defs>"##
+    );
+    let _ = writeln!(s, r#"<rect width="{WIDTH}" height="{height}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="22" font-weight="bold">TCP connection states (RFC 9293 Figure 5), from the model</text>"#
+    );
+    // The legend: what solid and dashed mean.
+    let _ = writeln!(
+        s,
+        r#"<line class="legend" x1="14" y1="44" x2="54" y2="44" stroke="black" stroke-width="1.4" marker-end="url(#arrow)"/>"#
+    );
+    let _ = writeln!(s, r#"<text x="62" y="48">Figure 5</text>"#);
+    let _ = writeln!(
+        s,
+        r##"<line class="legend" x1="174" y1="44" x2="214" y2="44" stroke="#b35900" stroke-width="1.4" stroke-dasharray="6,4" marker-end="url(#arrow-linux)"/>"##
     );
     let _ = writeln!(
         s,
-        r#"<rect width="{width}" height="{height}" fill="white"/>"#
+        r##"<text x="222" y="48" fill="#b35900">Linux only (the model's RFC profile does not take it)</text>"##
     );
-    let _ = writeln!(
-        s,
-        r#"<text x="10" y="20" font-size="13" font-weight="bold">TCP connection states (RFC 9293 Figure 5), generated from the model's transition table</text>"#
-    );
-    let _ = writeln!(
-        s,
-        r##"<text x="10" y="38" fill="#666">dashed grey: resets, aborts, timeouts and reopening from TIME_WAIT, which Figure 5 does not draw</text>"##
-    );
-    let groups = grouped(edges);
-    for ((from, to), es) in &groups {
-        let a = cell(*from);
-        let b = if *to == State::Closed && cell(*from).1 >= 3 {
-            CLOSED_BOTTOM
-        } else {
-            cell(*to)
-        };
-        let (ca, cb) = (center(a), center(b));
-        let (dx, dy) = (cb.0 - ca.0, cb.1 - ca.1);
-        let len = (dx * dx + dy * dy).sqrt().max(1.0);
-        // Shift sideways so an edge and its reverse do not overlap.
-        let (nx, ny) = (-dy / len * 7.0, dx / len * 7.0);
-        let p1 = clip(ca, dx, dy);
-        let p2 = clip(cb, -dx, -dy);
-        let mut line = (p1.0 + nx, p1.1 + ny, p2.0 + nx, p2.1 + ny);
-        if crosses_a_box(line, a, b) {
-            // A long edge (TIME-WAIT back to SYN-RECEIVED) would run through another box:
-            // join the middles of two sides instead, the shortest pair that stays clear.
-            line = side_middles(a)
-                .into_iter()
-                .flat_map(|p| {
-                    side_middles(b)
-                        .into_iter()
-                        .map(move |q| (p.0, p.1, q.0, q.1))
-                })
-                .filter(|l| !crosses_a_box(*l, a, b))
-                .min_by(|l, m| length(*l).total_cmp(&length(*m)))
-                .unwrap_or(line);
-        }
-        let (x1, y1, x2, y2) = line;
-        let exceptional = es.iter().all(|e| e.is_exceptional());
-        let style = if exceptional {
-            r##"stroke="#999" stroke-dasharray="5,4""##
-        } else {
-            r#"stroke="black""#
-        };
+    // Boxes first, so that edges and arrowheads are painted over them, never under.
+    let mut spots: Vec<(State, Spot)> = State::ALL.into_iter().map(|s| (s, Spot::Of(s))).collect();
+    spots.push((State::Closed, Spot::ClosedBelow));
+    for (st, spot) in spots {
+        let (cx, cy) = centre(spot);
         let _ = writeln!(
             s,
-            r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" {style} marker-end="url(#arrow)"/>"#
-        );
-        let (mx, my) = ((x1 + x2) / 2.0 + nx * 2.0, (y1 + y2) / 2.0 + ny * 2.0);
-        let fill = if exceptional { "#777" } else { "#024" };
-        let mut labels: Vec<String> = es.iter().map(|e| e.label()).collect();
-        labels.dedup();
-        let _ = write!(
-            s,
-            r#"<text x="{mx:.1}" y="{:.1}" text-anchor="middle" fill="{fill}">"#,
-            my - 6.0 * (labels.len() as f64 - 1.0)
-        );
-        for (i, l) in labels.iter().enumerate() {
-            let dy = if i == 0 { 0 } else { 12 };
-            let _ = write!(
-                s,
-                r#"<tspan x="{mx:.1}" dy="{dy}">{}</tspan>"#,
-                xml_escape(l)
-            );
-        }
-        s.push_str("</text>\n");
-    }
-    let mut boxes: Vec<(State, (i64, i64))> =
-        State::ALL.into_iter().map(|s| (s, cell(s))).collect();
-    boxes.push((State::Closed, CLOSED_BOTTOM));
-    for (st, c) in boxes {
-        let (x, y) = (MARGIN + c.0 * COL_W, MARGIN + c.1 * ROW_H);
-        let _ = writeln!(
-            s,
-            r##"<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="6" fill="#eef" stroke="black"/>"##
+            r##"<rect x="{:.1}" y="{:.1}" width="{}" height="{}" rx="6" fill="#eef" stroke="black"/>"##,
+            cx - HALF_W,
+            cy - HALF_H,
+            2.0 * HALF_W,
+            2.0 * HALF_H
         );
         let _ = writeln!(
             s,
-            r#"<text x="{}" y="{}" text-anchor="middle" font-size="13" font-weight="bold">{}</text>"#,
-            x + BOX_W / 2,
-            y + BOX_H / 2 + 5,
+            r#"<text x="{cx:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">{}</text>"#,
+            cy + 5.0,
             st.tcp().rfc()
+        );
+    }
+    for ((from, to), es) in &drawn {
+        let b = if *to == State::Closed && centre(Spot::Of(*from)).1 > centre(Spot::Of(State::Established)).1 {
+            Spot::ClosedBelow
+        } else {
+            Spot::Of(*to)
+        };
+        let route = route(*from, *to).unwrap_or_else(|| fallback(Spot::Of(*from), b));
+        let dashed = es.iter().all(|e| linux_only(e));
+        let (stroke, extra, marker, fill) = if dashed {
+            ("#b35900", r#" stroke-dasharray="6,4""#, "arrow-linux", "#b35900")
+        } else {
+            ("black", "", "arrow", "#024")
+        };
+        let points = route
+            .points
+            .iter()
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(
+            s,
+            r#"<polyline points="{points}" fill="none" stroke="{stroke}" stroke-width="1.4"{extra} marker-end="url(#{marker})"/>"#
+        );
+        text_block(&mut s, route.label, &label_lines(es), fill);
+    }
+    // The table of the other ways to CLOSED.
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="{table_top:.1}" font-weight="bold">Also to CLOSED, not drawn: resets, aborts, timeouts</text>"#
+    );
+    for (i, (st, line)) in table.iter().enumerate() {
+        let y = table_top + 24.0 + LINE_H * i as f64;
+        if !st.is_empty() {
+            let _ = writeln!(s, r#"<text x="10" y="{y:.1}" font-weight="bold">{st}</text>"#);
+        }
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{y:.1}" fill="#024">{}</text>"##,
+            10.0 + state_col,
+            xml_escape(line)
         );
     }
     s.push_str("</svg>\n");
