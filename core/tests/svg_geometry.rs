@@ -112,7 +112,10 @@ fn parse(svg: &str) -> Picture {
                 }
             }
             // A legend's sample line is not an edge.
-            "line" if n.attribute("marker-end").is_some() && n.attribute("class") != Some("legend") => {
+            "line"
+                if n.attribute("marker-end").is_some()
+                    && n.attribute("class") != Some("legend") =>
+            {
                 let p = |a: &str, b: &str| (num(n, a).unwrap(), num(n, b).unwrap());
                 edges.push(vec![p("x1", "y1"), p("x2", "y2")]);
             }
@@ -158,7 +161,10 @@ fn problems(svg: &str) -> Vec<String> {
     for (i, a) in pic.texts.iter().enumerate() {
         for b in &pic.texts[i + 1..] {
             if a.rect.overlaps(&b.rect) {
-                out.push(format!("texts overlap: {:?} and {:?}", a.content, b.content));
+                out.push(format!(
+                    "texts overlap: {:?} and {:?}",
+                    a.content, b.content
+                ));
             }
         }
         for bx in &pic.boxes {
@@ -191,7 +197,10 @@ fn problems(svg: &str) -> Vec<String> {
             let steps = (len / 2.0).ceil().max(1.0) as usize;
             for i in 0..=steps {
                 let t = i as f64 / steps as f64;
-                let p = (w[0].0 + (w[1].0 - w[0].0) * t, w[0].1 + (w[1].1 - w[0].1) * t);
+                let p = (
+                    w[0].0 + (w[1].0 - w[0].0) * t,
+                    w[0].1 + (w[1].1 - w[0].1) * t,
+                );
                 let along = walked + len * t;
                 if along < 1.0 || along > total - 1.0 {
                     continue;
@@ -266,10 +275,7 @@ fn the_checks_catch_each_mistake() {
             r#"<polyline points="300,120 205,120"/>"#,
             "on no box's border",
         ),
-        (
-            r#"<polyline points="150,250 150,200 150,140"/>"#,
-            "",
-        ),
+        (r#"<polyline points="150,250 150,200 150,140"/>"#, ""),
         (
             r#"<polyline points="50,90 50,120 250,120 250,250"/>"#,
             "runs through a box",
@@ -280,7 +286,10 @@ fn the_checks_catch_each_mistake() {
         if want.is_empty() {
             assert!(p.is_empty(), "{body}: {p:?}");
         } else {
-            assert!(p.iter().any(|l| l.contains(want)), "{body}: want {want:?}, got {p:?}");
+            assert!(
+                p.iter().any(|l| l.contains(want)),
+                "{body}: want {want:?}, got {p:?}"
+            );
         }
     }
     let small = r#"<svg xmlns="http://www.w3.org/2000/svg" width="1000" height="100" font-size="12"><text x="10" y="20">t</text></svg>"#;

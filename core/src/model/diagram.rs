@@ -371,11 +371,19 @@ fn route(from: State, to: State) -> Option<Route> {
             at(m + 20.0, row(0.5) + 5.0, Start),
         ),
         (Closed, SynSent) => r(
-            vec![right(o(Closed), -8.0), (rt - 10.0, row(0.0) - 8.0), top(o(SynSent), -10.0)],
+            vec![
+                right(o(Closed), -8.0),
+                (rt - 10.0, row(0.0) - 8.0),
+                top(o(SynSent), -10.0),
+            ],
             at((m + rt) / 2.0 + 10.0, row(0.0) - 16.0, Middle),
         ),
         (SynSent, Closed) => r(
-            vec![top(o(SynSent), 14.0), (rt + 14.0, row(0.0) + 8.0), right(o(Closed), 8.0)],
+            vec![
+                top(o(SynSent), 14.0),
+                (rt + 14.0, row(0.0) + 8.0),
+                right(o(Closed), 8.0),
+            ],
             at((m + rt) / 2.0 + 10.0, row(0.0) + 28.0, Middle),
         ),
         (Listen, SynSent) => r(
@@ -423,7 +431,11 @@ fn route(from: State, to: State) -> Option<Route> {
             at(m + 8.0, row(4.0) + 50.0, Start),
         ),
         (FinWait2, TimeWait) => r(
-            vec![bottom(o(FinWait2), 0.0), (l, row(6.0)), left(o(TimeWait), 0.0)],
+            vec![
+                bottom(o(FinWait2), 0.0),
+                (l, row(6.0)),
+                left(o(TimeWait), 0.0),
+            ],
             at(l + 12.0, row(6.0) - 40.0, Start),
         ),
         (Closing, TimeWait) => r(
@@ -462,8 +474,16 @@ fn fallback(a: Spot, b: Spot) -> Route {
     let (ca, cb) = (centre(a), centre(b));
     let (dx, dy) = (cb.0 - ca.0, cb.1 - ca.1);
     let clip = |c: (f64, f64), dx: f64, dy: f64| {
-        let tx = if dx.abs() > 1e-9 { HALF_W / dx.abs() } else { f64::MAX };
-        let ty = if dy.abs() > 1e-9 { HALF_H / dy.abs() } else { f64::MAX };
+        let tx = if dx.abs() > 1e-9 {
+            HALF_W / dx.abs()
+        } else {
+            f64::MAX
+        };
+        let ty = if dy.abs() > 1e-9 {
+            HALF_H / dy.abs()
+        } else {
+            f64::MAX
+        };
         let t = tx.min(ty);
         (c.0 + dx * t, c.1 + dy * t)
     };
@@ -478,14 +498,15 @@ fn fallback(a: Spot, b: Spot) -> Route {
 /// `/ snd X`, as Figure 5 writes it.
 fn label_lines(es: &[&Edge]) -> Vec<String> {
     let send = &es[0].send;
-    let mut lines: Vec<String> = if es.len() > 1 && !send.is_empty() && es.iter().all(|e| &e.send == send) {
-        let mut v: Vec<String> = es.iter().map(|e| e.input.clone()).collect();
-        v.dedup();
-        v.push(format!("/ snd {send}"));
-        v
-    } else {
-        es.iter().map(|e| e.label()).collect()
-    };
+    let mut lines: Vec<String> =
+        if es.len() > 1 && !send.is_empty() && es.iter().all(|e| &e.send == send) {
+            let mut v: Vec<String> = es.iter().map(|e| e.input.clone()).collect();
+            v.dedup();
+            v.push(format!("/ snd {send}"));
+            v
+        } else {
+            es.iter().map(|e| e.label()).collect()
+        };
     lines.dedup();
     lines
 }
@@ -527,7 +548,11 @@ pub fn svg(edges: &[Edge]) -> String {
     for e in edges {
         let to_the_table = e.to == State::Closed
             && e.is_exceptional()
-            && !(figure_5(e) && edges.iter().filter(|o| (o.from, o.to) == (e.from, e.to)).all(Edge::is_exceptional));
+            && !(figure_5(e)
+                && edges
+                    .iter()
+                    .filter(|o| (o.from, o.to) == (e.from, e.to))
+                    .all(Edge::is_exceptional));
         if to_the_table {
             listed.entry(e.from).or_default().push(e);
         } else {
@@ -555,16 +580,34 @@ pub fn svg(edges: &[Edge]) -> String {
         let mut line = String::new();
         let mut first = true;
         for item in items {
-            let joined = if line.is_empty() { item.clone() } else { format!("{line} · {item}") };
+            let joined = if line.is_empty() {
+                item.clone()
+            } else {
+                format!("{line} · {item}")
+            };
             if !line.is_empty() && text_w(&joined, FONT) > room {
-                table.push((if first { st.tcp().rfc().to_string() } else { String::new() }, format!("{line} ·")));
+                table.push((
+                    if first {
+                        st.tcp().rfc().to_string()
+                    } else {
+                        String::new()
+                    },
+                    format!("{line} ·"),
+                ));
                 first = false;
                 line = item;
             } else {
                 line = joined;
             }
         }
-        table.push((if first { st.tcp().rfc().to_string() } else { String::new() }, line));
+        table.push((
+            if first {
+                st.tcp().rfc().to_string()
+            } else {
+                String::new()
+            },
+            line,
+        ));
     }
     let height = (table_top + 28.0 + LINE_H * table.len() as f64 + 16.0).ceil();
     let mut s = String::new();
@@ -576,7 +619,10 @@ pub fn svg(edges: &[Edge]) -> String {
         s,
         r##"<defs><marker id="arrow" markerWidth="10" markerHeight="8" refX="10" refY="4" orient="auto" markerUnits="userSpaceOnUse"><path d="M0,0 L10,4 L0,8 z" fill="black"/></marker><marker id="arrow-linux" markerWidth="10" markerHeight="8" refX="10" refY="4" orient="auto" markerUnits="userSpaceOnUse"><path d="M0,0 L10,4 L0,8 z" fill="#b35900"/></marker></defs>"##
     );
-    let _ = writeln!(s, r#"<rect width="{WIDTH}" height="{height}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<rect width="{WIDTH}" height="{height}" fill="white"/>"#
+    );
     let _ = writeln!(
         s,
         r#"<text x="10" y="22" font-weight="bold">TCP connection states (RFC 9293 Figure 5), from the model</text>"#
@@ -616,7 +662,9 @@ pub fn svg(edges: &[Edge]) -> String {
         );
     }
     for ((from, to), es) in &drawn {
-        let b = if *to == State::Closed && centre(Spot::Of(*from)).1 > centre(Spot::Of(State::Established)).1 {
+        let b = if *to == State::Closed
+            && centre(Spot::Of(*from)).1 > centre(Spot::Of(State::Established)).1
+        {
             Spot::ClosedBelow
         } else {
             Spot::Of(*to)
@@ -624,7 +672,12 @@ pub fn svg(edges: &[Edge]) -> String {
         let route = route(*from, *to).unwrap_or_else(|| fallback(Spot::Of(*from), b));
         let dashed = es.iter().all(|e| linux_only(e));
         let (stroke, extra, marker, fill) = if dashed {
-            ("#b35900", r#" stroke-dasharray="6,4""#, "arrow-linux", "#b35900")
+            (
+                "#b35900",
+                r#" stroke-dasharray="6,4""#,
+                "arrow-linux",
+                "#b35900",
+            )
         } else {
             ("black", "", "arrow", "#024")
         };
@@ -648,7 +701,10 @@ pub fn svg(edges: &[Edge]) -> String {
     for (i, (st, line)) in table.iter().enumerate() {
         let y = table_top + 24.0 + LINE_H * i as f64;
         if !st.is_empty() {
-            let _ = writeln!(s, r#"<text x="10" y="{y:.1}" font-weight="bold">{st}</text>"#);
+            let _ = writeln!(
+                s,
+                r#"<text x="10" y="{y:.1}" font-weight="bold">{st}</text>"#
+            );
         }
         let _ = writeln!(
             s,

@@ -337,7 +337,10 @@ pub fn svg(result: &SimResult) -> String {
     let cx = (left + time_w + gap + client_w + pad).max(left + text_w(&head_c, FONT) / 2.0);
     // A lost segment's label sits between its sender and its X (85 % of the way).
     let lost_w = widest(&mut rows.iter().filter_map(|r| {
-        r.arrow.as_ref().filter(|a| a.dropped).map(|a| a.label.clone())
+        r.arrow
+            .as_ref()
+            .filter(|a| a.dropped)
+            .map(|a| a.label.clone())
     }));
     let sx = cx + (mid_w + 2.0 * gap).max(200.0).max((lost_w + 30.0) / 0.85);
     let width = (sx + pad + server_w + left)

@@ -15,6 +15,12 @@
 //! exists, because a socket that vanished without being seen to abort most likely closed
 //! the ordinary way.
 //!
+//! On loopback both ends of a connection are on this machine, so when a poll saw one end and
+//! missed the other altogether (it lived less than one poll), [`peer_path`] says which way
+//! the other end must have gone: the mirror of the end it saw (a client that reached
+//! TIME_WAIT closed first, so its peer went CLOSE_WAIT, LAST_ACK, CLOSE). The tracer adds
+//! that path, marked inferred.
+//!
 //! Left out on purpose: TCP Fast Open and simultaneous open corner cases beyond the
 //! `SYN_SENT -> SYN_RECV` edge; the RFC's own machine lives in [`crate::model`].
 
@@ -101,6 +107,49 @@ pub fn shortest_path(from: TcpState, to: TcpState) -> Option<Vec<TcpState>> {
     bfs(from, to, false).or_else(|| bfs(from, to, true))
 }
 
+/// The path of an endpoint's unseen peer on the same machine, given what the endpoint was
+/// seen in (`seen`, its states in order, inferred steps included) and whether the peer is a
+/// listener's child (its local address is a listening one). Each step comes with the index
+/// in `seen` of the state that implies it, so the caller can date it. Empty when the
+/// connection never got as far as ESTABLISHED: then no peer socket existed for long enough
+/// to say anything.
+///
+/// The rules mirror the two sides of one connection:
+/// - opening: a child goes `LISTEN -> SYN_RECV -> ESTABLISHED`, a client
+///   `CLOSE -> SYN_SENT -> ESTABLISHED`;
+/// - the side that reached TIME_WAIT closed first and finished: the peer went
+///   `CLOSE_WAIT -> LAST_ACK -> CLOSE`; one still in FIN_WAIT1/FIN_WAIT2: the peer is in
+///   CLOSE_WAIT;
+/// - the side that went LAST_ACK closed second: the peer went
+///   `FIN_WAIT1 -> FIN_WAIT2 -> TIME_WAIT`; one in CLOSE_WAIT: the peer is in FIN_WAIT2;
+/// - a side that went from ESTABLISHED straight to CLOSE was reset: so was its peer.
+pub fn peer_path(seen: &[TcpState], peer_is_child: bool) -> Vec<(TcpState, usize)> {
+    let at = |s: TcpState| seen.iter().position(|&x| x == s);
+    let Some(est) = at(Established) else {
+        return Vec::new();
+    };
+    let mut path = if peer_is_child {
+        vec![(Listen, est), (SynRecv, est), (Established, est)]
+    } else {
+        vec![(Close, est), (SynSent, est), (Established, est)]
+    };
+    let first_of = |states: &[TcpState]| states.iter().filter_map(|&s| at(s)).min();
+    if let Some(tw) = at(TimeWait) {
+        let fin = first_of(&[FinWait1, FinWait2, Closing]).unwrap_or(tw);
+        path.extend([(CloseWait, fin), (LastAck, tw), (Close, tw)]);
+    } else if let Some(fin) = first_of(&[FinWait1, FinWait2]) {
+        path.push((CloseWait, fin));
+    } else if let Some(la) = at(LastAck) {
+        let cw = at(CloseWait).unwrap_or(la);
+        path.extend([(FinWait1, cw), (FinWait2, cw), (TimeWait, la)]);
+    } else if let Some(cw) = at(CloseWait) {
+        path.extend([(FinWait1, cw), (FinWait2, cw)]);
+    } else if seen.last() == Some(&Close) {
+        path.push((Close, seen.len() - 1));
+    }
+    path
+}
+
 fn bfs(from: TcpState, to: TcpState, allow_abort: bool) -> Option<Vec<TcpState>> {
     let idx = |s: TcpState| usize::from(s.code());
     let mut parent: [Option<TcpState>; 13] = [None; 13];
@@ -185,6 +234,55 @@ mod tests {
             shortest_path(NewSynRecv, Close).unwrap(),
             vec![NewSynRecv, Close]
         );
+    }
+
+    fn states(p: &[(TcpState, usize)]) -> Vec<TcpState> {
+        p.iter().map(|(s, _)| *s).collect()
+    }
+
+    #[test]
+    fn a_client_that_closed_first_had_a_passive_peer() {
+        let client = [Close, SynSent, Established, FinWait1, FinWait2, TimeWait];
+        let peer = peer_path(&client, true);
+        assert_eq!(
+            states(&peer),
+            vec![Listen, SynRecv, Established, CloseWait, LastAck, Close]
+        );
+        // Dated by the client's states that imply them: ESTABLISHED, FIN_WAIT1, TIME_WAIT.
+        let when: Vec<usize> = peer.iter().map(|(_, i)| *i).collect();
+        assert_eq!(when, vec![2, 2, 2, 3, 5, 5]);
+        for w in states(&peer).windows(2) {
+            assert!(is_legal(w[0], w[1]), "{} -> {}", w[0], w[1]);
+        }
+    }
+
+    #[test]
+    fn the_peer_of_each_kind_of_end() {
+        let child_closed_second = [Listen, SynRecv, Established, CloseWait, LastAck, Close];
+        assert_eq!(
+            states(&peer_path(&child_closed_second, false)),
+            vec![Close, SynSent, Established, FinWait1, FinWait2, TimeWait]
+        );
+        assert_eq!(
+            states(&peer_path(
+                &[Close, SynSent, Established, FinWait1, FinWait2],
+                true
+            )),
+            vec![Listen, SynRecv, Established, CloseWait]
+        );
+        assert_eq!(
+            states(&peer_path(
+                &[Listen, SynRecv, Established, CloseWait],
+                false
+            )),
+            vec![Close, SynSent, Established, FinWait1, FinWait2]
+        );
+        assert_eq!(
+            states(&peer_path(&[Close, SynSent, Established, Close], true)),
+            vec![Listen, SynRecv, Established, Close]
+        );
+        // Refused or never connected: no peer to speak of.
+        assert!(peer_path(&[Close, SynSent, Close], true).is_empty());
     }
 
     #[test]

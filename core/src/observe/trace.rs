@@ -7,7 +7,13 @@
 //! - **poll** (any user): a sock_diag dump of the watched ports every millisecond, diffed.
 //!   States too brief to be caught (SYN_SENT, FIN_WAIT1, LAST_ACK live microseconds on
 //!   loopback) are filled in from the shortest legal path ([`super::infer`]) and marked
-//!   [`Source::Inferred`], never [`Source::Poll`].
+//!   [`Source::Inferred`], never [`Source::Poll`]. On loopback, where both ends of a
+//!   connection are ours, an end the poll never saw at all while its peer was seen is added
+//!   with the path its peer implies ([`infer::peer_path`]), every step inferred. And because a
+//!   socket can live and die between two polls on both sides (a connection reset at once
+//!   leaves no TIME_WAIT to find), the poll compares what it showed with the kernel's own
+//!   counts of connections opened in this network namespace (`Tcp: ActiveOpens` and
+//!   `PassiveOpens` in `/proc/net/snmp`) and says how many it may have missed ([`Missed`]).
 //!
 //! What the tracepoint cannot see, sock_diag fills in. When a socket leaves FIN_WAIT2 or
 //! CLOSING the kernel swaps in a *mini-socket* (timewait sock) and the tracepoint reports
@@ -136,6 +142,83 @@ pub struct TraceReport {
     pub stats: TraceStats,
     /// Things that went wrong but did not stop the trace (sock_diag refused, say).
     pub warnings: Vec<String>,
+    /// The poll backend's account of what it may have missed; `None` for the tracepoint,
+    /// which sees every change of a full socket.
+    pub missed: Option<Missed>,
+}
+
+/// What a poll trace shows against what the kernel counted while it ran.
+///
+/// The kernel counts every connection it opens in a network namespace: `ActiveOpens` for
+/// each connect() that sent a SYN, `PassiveOpens` for each connection set up for a
+/// listener (`/proc/net/snmp`, readable by anyone). A connection whose two ends both lived
+/// less than one poll and left nothing behind (reset, so no TIME_WAIT) is in those counts and
+/// nowhere else. The counts cover every program in the namespace and every port, so the
+/// difference is an upper bound: "may have missed", never "missed".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Missed {
+    /// connect()s the kernel counted during the trace (`Tcp: ActiveOpens`).
+    pub connects_counted: u64,
+    /// Connections it set up for listeners (`Tcp: PassiveOpens`).
+    pub accepts_counted: u64,
+    /// Client ends the trace shows (from `CLOSE -> SYN_SENT`, seen or inferred).
+    pub connects_shown: u64,
+    /// Listener children it shows (from `LISTEN -> SYN_RECV`).
+    pub accepts_shown: u64,
+    /// Ends the trace added because only their loopback peer was seen.
+    pub peers_inferred: u64,
+    /// The ports the trace watched (empty: every port).
+    pub ports: Vec<u16>,
+}
+
+impl Missed {
+    /// How many connections may be missing from the trace (0: none).
+    pub fn count(&self) -> u64 {
+        self.connects_counted
+            .saturating_sub(self.connects_shown)
+            .max(self.accepts_counted.saturating_sub(self.accepts_shown))
+    }
+
+    /// One sentence for people, or `None` when nothing may be missing.
+    pub fn describe(&self) -> Option<String> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let ports = if self.ports.is_empty() {
+            "every port".to_string()
+        } else {
+            let ps: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+            format!("port {}", ps.join(", "))
+        };
+        Some(format!(
+            "up to {n} connection{s} may be missing from this trace of {ports}: while it ran \
+             the kernel counted {} outgoing and {} accepted connection{s2} in this network \
+             namespace, the trace shows {} and {}. Those counts include other programs and \
+             other ports; a connection polling misses is one whose two ends both lived less \
+             than one poll and left no TIME_WAIT (a reset one, say). The tracepoint backend \
+             (root) sees every one",
+            self.connects_counted,
+            self.accepts_counted,
+            self.connects_shown,
+            self.accepts_shown,
+            s = if n == 1 { "" } else { "s" },
+            s2 = if self.accepts_counted == 1 { "" } else { "s" },
+        ))
+    }
+}
+
+/// The kernel's counts of opened connections in this network namespace:
+/// (`ActiveOpens`, `PassiveOpens`) from `/proc/net/snmp`.
+pub fn tcp_opens() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next()?, tcp.next()?);
+    let field = |name: &str| {
+        let i = names.split_whitespace().position(|n| n == name)?;
+        values.split_whitespace().nth(i)?.parse().ok()
+    };
+    Some((field("ActiveOpens")?, field("PassiveOpens")?))
 }
 
 #[derive(Default)]
@@ -146,6 +229,7 @@ struct Shared {
     dumps: AtomicU64,
     buffer: Mutex<Option<BufferStats>>,
     warnings: Mutex<Vec<String>>,
+    missed: Mutex<Option<Missed>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -316,7 +400,11 @@ impl Tracer {
         };
         // The baseline: sockets already there are not news. Taken before we return, so
         // anything that changes afterwards is seen.
-        let mut poller = Poller::default();
+        let mut poller = Poller {
+            opens_at_start: tcp_opens(),
+            ports: cfg.ports.clone(),
+            ..Poller::default()
+        };
         let first = ctx.dump()?;
         if let Some(n) = &first.1 {
             shared.warn_once(n.clone());
@@ -407,6 +495,7 @@ impl Tracer {
                 dropped: buffer.dropped,
             },
             warnings: lock(&self.shared.warnings).clone(),
+            missed: lock(&self.shared.missed).clone(),
         })
     }
 
@@ -709,6 +798,11 @@ struct Poller {
     prev: HashMap<Endpoint, TcpState>,
     /// Every listening address seen: a new socket on one of them is an accepted child.
     listeners: HashSet<SocketAddr>,
+    /// Every endpoint any dump showed, the first one included.
+    known: HashSet<Endpoint>,
+    /// The kernel's (ActiveOpens, PassiveOpens) when the trace started.
+    opens_at_start: Option<(u64, u64)>,
+    ports: Vec<u16>,
 }
 
 impl Poller {
@@ -723,8 +817,65 @@ impl Poller {
                 self.listeners.insert(r.local);
             }
             map.insert(endpoint(r.local, r.remote), r.state);
+            self.known.insert(endpoint(r.local, r.remote));
         }
         map
+    }
+
+    /// At the end: the loopback ends never seen whose peer was, with the path the peer
+    /// implies (every step [`Source::Inferred`]). Returns how many ends it added.
+    fn infer_peers(&self, events: &mut Vec<Event>) -> u64 {
+        let timeline = Timeline::from_events(events.clone());
+        let mut added = 0;
+        let seqs = timeline.sequences();
+        for (&ep, seq) in &seqs {
+            let loopback = ep.local.ip().is_loopback() && ep.remote.ip().is_loopback();
+            let peer = endpoint(ep.remote, ep.local);
+            let shown = self.known.contains(&peer) || seqs.contains_key(&peer);
+            if !loopback || ep.remote.port() == 0 || shown {
+                continue;
+            }
+            // seq[0] held before the first event; seq[i] began with event i - 1.
+            let evs: Vec<&Event> = timeline.events_of(ep).collect();
+            let date = |i: usize| evs[i.saturating_sub(1)].t_us;
+            let path = infer::peer_path(seq, self.is_child(peer.local));
+            for w in path.windows(2) {
+                let ((from, _), (to, i)) = (w[0], w[1]);
+                events.push(Event::new(
+                    date(i),
+                    peer.local,
+                    peer.remote,
+                    from,
+                    to,
+                    Source::Inferred,
+                ));
+            }
+            if !path.is_empty() {
+                added += 1;
+            }
+        }
+        added
+    }
+
+    /// At the end: what the trace shows against the kernel's counts.
+    fn missed(&self, events: &[Event], peers_inferred: u64) -> Option<Missed> {
+        let (a0, p0) = self.opens_at_start?;
+        let (a1, p1) = tcp_opens()?;
+        let timeline = Timeline::from_events(events.to_vec());
+        let seqs = timeline.sequences();
+        let starts = |a: TcpState, b: TcpState| {
+            seqs.values()
+                .filter(|s| s.first() == Some(&a) && s.get(1) == Some(&b))
+                .count() as u64
+        };
+        Some(Missed {
+            connects_counted: a1.saturating_sub(a0),
+            accepts_counted: p1.saturating_sub(p0),
+            connects_shown: starts(TcpState::Close, TcpState::SynSent),
+            accepts_shown: starts(TcpState::Listen, TcpState::SynRecv),
+            peers_inferred,
+            ports: self.ports.clone(),
+        })
     }
 
     fn is_child(&self, local: SocketAddr) -> bool {
@@ -791,6 +942,13 @@ fn run_poll(mut poller: Poller, ctx: Ctx) -> Result<()> {
             lock(&ctx.shared.events).append(&mut batch);
         }
         if stopping {
+            let mut events = lock(&ctx.shared.events);
+            let peers = poller.infer_peers(&mut events);
+            let missed = poller.missed(&events, peers);
+            if let Some(m) = missed.as_ref().and_then(Missed::describe) {
+                ctx.shared.warn_once(m);
+            }
+            *lock(&ctx.shared.missed) = missed;
             return Ok(());
         }
         let now = Instant::now();
@@ -876,6 +1034,59 @@ mod tests {
                 .count(),
             3
         );
+    }
+
+    #[test]
+    fn an_unseen_loopback_peer_is_inferred_from_the_end_that_was_seen() {
+        // The whole exchange fell between two polls: only the client's TIME_WAIT was seen.
+        let mut p = Poller::default();
+        p.baseline(&[row(Listen, 5000, 0)]);
+        let mut out = Vec::new();
+        p.diff(
+            &[row(Listen, 5000, 0), row(TimeWait, 40000, 5000)],
+            10,
+            &mut out,
+        );
+        assert_eq!(p.infer_peers(&mut out), 1);
+        let t = Timeline::from_events(out);
+        let child = endpoint(
+            row(Close, 5000, 40000).local,
+            row(Close, 5000, 40000).remote,
+        );
+        assert_eq!(
+            t.sequence(child),
+            vec![Listen, SynRecv, Established, CloseWait, LastAck, Close]
+        );
+        assert!(t.events_of(child).all(|e| e.source == Source::Inferred));
+        // Nothing more to infer: both ends are in the timeline now.
+        let mut again = t.events.clone();
+        assert_eq!(p.infer_peers(&mut again), 0);
+    }
+
+    #[test]
+    fn missed_connections_are_counted_and_described() {
+        let m = Missed {
+            connects_counted: 5,
+            accepts_counted: 5,
+            connects_shown: 3,
+            accepts_shown: 3,
+            peers_inferred: 3,
+            ports: vec![5000],
+        };
+        assert_eq!(m.count(), 2);
+        let text = m.describe().unwrap();
+        assert!(
+            text.starts_with("up to 2 connections may be missing"),
+            "{text}"
+        );
+        assert!(text.contains("port 5000"), "{text}");
+        let none = Missed {
+            connects_shown: 5,
+            accepts_shown: 5,
+            ..m
+        };
+        assert_eq!(none.count(), 0);
+        assert_eq!(none.describe(), None);
     }
 
     #[test]

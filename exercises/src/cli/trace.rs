@@ -3,7 +3,10 @@
 //!
 //! Ends after `--duration`, or on Ctrl-C / SIGTERM: the signals only set a flag, the loop
 //! sees it, stops the tracer (which removes its tracefs instance and any private mount) and
-//! exits 0. Left out on purpose: filters by state or address (pipe `--json` into jq).
+//! exits 0. With the poll backend, the end of the trace adds the loopback ends that were
+//! never seen themselves (inferred from their peers), and says how many connections may be
+//! missing altogether when the kernel counted more than it shows. Left out on purpose:
+//! filters by state or address (pipe `--json` into jq).
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use tcplab_core::Event;
-use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
+use tcplab_core::observe::trace::{Backend, Missed, TraceConfig, Tracer};
 
 #[derive(Args, Debug, Clone)]
 pub struct TraceArgs {
@@ -30,7 +33,8 @@ pub struct TraceArgs {
     /// How often the poll backend asks sock_diag, in milliseconds.
     #[arg(long = "interval-ms", value_name = "N", default_value_t = 1.0)]
     pub interval_ms: f64,
-    /// One JSON object per line: t_us, local, remote, from, to, source.
+    /// One JSON object per line: t_us, local, remote, from, to, source; with the poll
+    /// backend, a last line {"missed": {...}} when connections may be missing from the trace.
     #[arg(long)]
     pub json: bool,
 }
@@ -144,8 +148,27 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
             other => other?,
         }
     }
+    if args.json
+        && !pipe_closed
+        && let Some(m) = report.missed.as_ref().filter(|m| m.count() > 0)
+    {
+        let line = serde_json::json!({ "missed": missed_json(m) }).to_string();
+        match writeln!(io::stdout(), "{line}") {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        }
+    }
     for w in &report.warnings {
         eprintln!("tcplab: {w}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `{"missed": ...}` line's object: the count, what the kernel counted and what the
+/// trace shows, the watched ports, and the sentence the text output prints.
+pub fn missed_json(m: &Missed) -> serde_json::Value {
+    let mut v = serde_json::to_value(m).unwrap_or_default();
+    v["count"] = m.count().into();
+    v["why"] = m.describe().unwrap_or_default().into();
+    v
 }
