@@ -3,10 +3,15 @@
     python scripts/check_notebooks.py FILES...             # only the no-outputs check
     python scripts/check_notebooks.py --execute FILES...   # the check, then run each notebook
     python scripts/check_notebooks.py --strip FILES...     # remove outputs and counts in place
+    python scripts/check_notebooks.py --execute --html DIR FILES...   # and export the runs
 
 The no-outputs check always runs first and fails (exit 1) listing every notebook that has
-outputs or execution counts: notebooks are committed clean, so a diff shows only what changed
-in the lesson, and the kernel's numbers are always the ones from the class's own run.
+outputs or execution counts, or cells without an id (nbformat 4.5): notebooks are committed
+clean, so a diff shows only what changed in the lesson, and the kernel's numbers are always
+the ones from the class's own run. --strip also gives every cell an id.
+
+--html DIR writes each executed notebook as DIR/NAME.html (nbconvert), to look at its figures
+the way a class will see them.
 
 --execute runs each notebook top to bottom with nbclient in a kernel that is this interpreter
 (sys.executable, so the venv that has tcplab), with the notebook's folder as working
@@ -55,9 +60,45 @@ def dirty_cells(nb: nbformat.NotebookNode) -> list[str]:
     return found
 
 
-def strip(nb: nbformat.NotebookNode) -> bool:
-    """Remove outputs and execution counts in place; returns whether anything changed."""
+def read_raw(path: Path) -> nbformat.NotebookNode:
+    """The notebook as stored: nbformat.read() would quietly invent the missing cell ids."""
+    return nbformat.from_dict(json.loads(path.read_text()))
+
+
+def missing_ids(nb: nbformat.NotebookNode) -> list[str]:
+    """What keeps the notebook from nbformat 4.5: an old minor version, cells without id."""
+    found = []
+    if (nb.nbformat, nb.nbformat_minor) < (4, 5):
+        found.append(f"nbformat {nb.nbformat}.{nb.nbformat_minor} (4.5 has cell ids)")
+    for i, cell in enumerate(nb.cells, start=1):
+        if not cell.get("id"):
+            found.append(f"cell {i}: no id")
+    return found
+
+
+def add_ids(nb: nbformat.NotebookNode) -> bool:
+    """Give every cell without one a stable id (`cell-NN`, unique); returns whether any."""
+    taken = {c.get("id") for c in nb.cells}
     changed = False
+    for i, cell in enumerate(nb.cells):
+        if cell.get("id"):
+            continue
+        n = i
+        while f"cell-{n:02d}" in taken:
+            n += 100
+        cell["id"] = f"cell-{n:02d}"
+        taken.add(cell["id"])
+        changed = True
+    if nb.nbformat_minor < 5:
+        nb.nbformat_minor = 5
+        changed = True
+    return changed
+
+
+def strip(nb: nbformat.NotebookNode) -> bool:
+    """Remove outputs and execution counts in place, and give cells ids; returns whether
+    anything changed."""
+    changed = add_ids(nb)
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -90,8 +131,9 @@ def install_kernel_spec(folder: Path) -> None:
     os.environ["JUPYTER_PATH"] = str(folder) + (os.pathsep + old if old else "")
 
 
-def execute(path: Path) -> tuple[bool, float]:
-    """Run one notebook top to bottom; returns (ok, seconds). Prints the failing cell."""
+def execute(path: Path, html_dir: Path | None = None) -> tuple[bool, float]:
+    """Run one notebook top to bottom; returns (ok, seconds). Prints the failing cell. With
+    ``html_dir``, writes the executed notebook there as HTML (even when a cell failed)."""
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -150,6 +192,12 @@ def execute(path: Path) -> tuple[bool, float]:
             km.shutdown_kernel(now=True)
         shutil.rmtree(sockets, ignore_errors=True)
     seconds = time.monotonic() - start
+    if html_dir is not None:
+        from nbconvert import HTMLExporter
+
+        html_dir.mkdir(parents=True, exist_ok=True)
+        body, _ = HTMLExporter().from_notebook_node(nb)
+        (html_dir / f"{path.stem}.html").write_text(body)
     if not error:
         return True, seconds
     where = f"cell {failed_cell}" if failed_cell else "before any cell ran"
@@ -171,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--execute", action="store_true", help="also run every notebook")
     mode.add_argument("--strip", action="store_true", help="remove outputs and counts in place")
+    parser.add_argument(
+        "--html", type=Path, metavar="DIR", help="with --execute: write the runs there as HTML"
+    )
     parser.add_argument("files", nargs="*", type=Path, help=f"notebooks (default {DEFAULT_GLOB})")
     args = parser.parse_args(argv)
 
@@ -185,16 +236,20 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.strip:
         for f in files:
-            nb = nbformat.read(f, as_version=4)
+            nb = read_raw(f)
             if strip(nb):
                 nbformat.write(nb, f)
                 print(f"stripped {f}")
         return 0
 
-    dirty = {f: d for f in files if (d := dirty_cells(nbformat.read(f, as_version=4)))}
+    dirty = {}
+    for f in files:
+        nb = read_raw(f)
+        if d := dirty_cells(nb) + missing_ids(nb):
+            dirty[f] = d
     if dirty:
         print(
-            "notebooks must be committed without outputs or execution counts:",
+            "notebooks must be committed without outputs or execution counts, with cell ids:",
             file=sys.stderr,
         )
         for f, cells in dirty.items():
@@ -213,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tcplab-nb-") as tmp:
         install_kernel_spec(Path(tmp))
         for f in files:
-            ok, seconds = execute(f)
+            ok, seconds = execute(f, args.html)
             total += seconds
             failures += not ok
             if ok:

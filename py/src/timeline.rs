@@ -387,8 +387,9 @@ impl PyTimeline {
             .call1((slf,))
     }
 
-    /// Plot the number of sockets per state over time (matplotlib is imported only now).
-    /// Returns the matplotlib Axes; pass `ax` to draw into an existing one.
+    /// Plot each endpoint as a swimlane, one row per endpoint coloured by state, inferred
+    /// states hatched (matplotlib is imported only now; `tcplab.plots.counts` draws sockets
+    /// per state instead). Returns the matplotlib Axes; pass `ax` to draw into an existing one.
     ///
     /// Example:
     ///
@@ -396,8 +397,8 @@ impl PyTimeline {
     /// >>> matplotlib.use("Agg")
     /// >>> import tcplab
     /// >>> ax = tcplab.model("client-close").plot()
-    /// >>> ax.get_ylabel()
-    /// 'sockets'
+    /// >>> ax.get_xlabel()
+    /// 'time (ms)'
     #[pyo3(signature = (ax=None))]
     fn plot<'py>(
         slf: &Bound<'py, Self>,

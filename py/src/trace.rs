@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt};
-use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt};
+use tcplab_core::observe::trace::{Backend, Missed, TraceConfig, Tracer};
 use tcplab_core::{Event, Timeline};
 
 use crate::errors::{self, TcplabError, to_py, type_name};
@@ -27,6 +27,7 @@ struct Inner {
     phase: Phase,
     backend: Option<String>,
     note: Option<String>,
+    missed: Option<Missed>,
 }
 
 /// A transition tracer, used as a context manager (see `tcplab.trace`).
@@ -120,6 +121,7 @@ impl Trace {
                 let report = py.detach(move || tracer.finish());
                 match report {
                     Ok(r) => {
+                        self.lock().missed = r.missed.clone();
                         if !r.warnings.is_empty() {
                             let mut inner = self.lock();
                             let extra = r.warnings.join("; ");
@@ -210,6 +212,29 @@ impl Trace {
         self.lock().note.clone()
     }
 
+    /// With the poll backend, once stopped: what the trace may have missed, as a dict
+    /// (`count`: connections that may be missing, 0 when none; `why`: one sentence;
+    /// `connects_counted`, `accepts_counted`: what the kernel counted in this network
+    /// namespace; `connects_shown`, `accepts_shown`: what the timeline shows;
+    /// `peers_inferred`: loopback ends added because only their peer was seen; `ports`).
+    /// None for the tracepoint, which sees every change, and before the trace stops.
+    #[getter]
+    fn missed<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(m) = self.lock().missed.clone() else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("count", m.count())?;
+        d.set_item("why", m.describe().unwrap_or_default())?;
+        d.set_item("connects_counted", m.connects_counted)?;
+        d.set_item("accepts_counted", m.accepts_counted)?;
+        d.set_item("connects_shown", m.connects_shown)?;
+        d.set_item("accepts_shown", m.accepts_shown)?;
+        d.set_item("peers_inferred", m.peers_inferred)?;
+        d.set_item("ports", m.ports.clone())?;
+        Ok(Some(d))
+    }
+
     /// The watched ports (empty: every TCP socket).
     #[getter]
     fn ports(&self) -> Vec<u16> {
@@ -238,6 +263,11 @@ impl Trace {
 /// polling), "tracepoint" (root only: PermissionError otherwise, with backend="poll" as the
 /// way out) or "poll" (sock_diag every `interval_ms`; states too brief to see are filled in
 /// from the model and marked "inferred"). The tracer runs in the background without the GIL.
+///
+/// Without root, polling can miss a socket that lived less than one poll. On loopback both
+/// ends of a connection are yours, so an end never seen whose peer was is added with the
+/// path its peer implies, every step "inferred". After the trace, `missed` compares what the
+/// timeline shows with the connections the kernel counted, and says how many may be missing.
 ///
 /// Example:
 ///
@@ -294,6 +324,7 @@ pub fn trace(
             phase: Phase::Ready,
             backend: None,
             note: None,
+            missed: None,
         }),
     })
 }

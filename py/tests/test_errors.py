@@ -180,6 +180,6 @@ def test_variants_resolve_from_the_catalog_on_every_paired_lesson() -> None:
     with pytest.raises(ValueError, match="leak, fixed, student") as e:
         tcplab.run("06", variant="reuseaddr")
     no_panic(e)
-    with pytest.raises(ValueError, match="cargo lab run 03 --variant student") as e:
-        tcplab.run("03", variant="student")
+    with pytest.raises(ValueError, match="cargo lab start 03") as e:
+        tcplab.run("03", variant="student", build=False)
     no_panic(e)

@@ -80,8 +80,31 @@ def test_missing_binaries_say_how_to_build(monkeypatch: pytest.MonkeyPatch, tmp_
 
     monkeypatch.setattr(lessons_mod, "bin_dirs", lambda: [tmp_path])
     with pytest.raises(tcplab.TcplabError, match="cargo build --release") as e:
-        tcplab.run("03", variant="leak")
+        tcplab.run("03", variant="leak", build=False)
     assert "TCPLAB_BIN_DIR" in str(e.value)
+
+
+def test_in_a_checkout_run_builds_from_the_sources(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    root = tcplab.checkout(Path(__file__).parent)
+    if root is None:
+        pytest.skip("the tests run from an installed copy, outside any tcplab checkout")
+    monkeypatch.chdir(root / "notebooks")
+    assert tcplab.checkout() == root
+    import tcplab._lessons as lessons_mod
+
+    # No installed binaries at all: what runs can only be what cargo just built.
+    monkeypatch.setattr(lessons_mod, "bin_dirs", lambda: [tmp_path])
+    r = tcplab.run("03", variant="fixed", connections=2, build=True)
+    assert r.binary == "03-close-wait-fixed" and r.verdict == "clean"
+    # Outside a checkout, build=True says why it cannot.
+    monkeypatch.chdir(tmp_path)
+    assert tcplab.checkout() is None
+    with pytest.raises(tcplab.TcplabError, match="needs a tcplab checkout"):
+        tcplab.run("03", variant="fixed", build=True)
+    with pytest.raises(ValueError, match="cargo lab start 03"):
+        tcplab.run("03", variant="student")
 
 
 def test_bin_dir_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,9 +87,21 @@ def test_trace_to_pandas_and_plot(lab: Lab) -> None:
     df = tr.timeline.to_pandas()
     assert isinstance(df, pd.DataFrame) and len(df) == len(tr.timeline)
     assert df["to_state"].iloc[-1] in ("TIME_WAIT", "CLOSE")
+    # Proper dtypes: states are categories in the kernel's order, ports and pids integers.
+    assert isinstance(df["to_state"].dtype, pd.CategoricalDtype)
+    assert list(df["to_state"].cat.categories) == tcplab.states()
+    assert str(df["local_port"].dtype) == "Int64" and str(df["pid"].dtype) == "Int64"
+    # Swimlanes: one row per endpoint, a legend entry per state, the unit on the x axis.
     ax = tr.timeline.plot()
-    labels = {line.get_label() for line in ax.get_lines()}
-    assert "TIME_WAIT" in labels and ax.get_ylabel() == "sockets"
+    _, labels = ax.get_legend_handles_labels()
+    assert "TIME_WAIT" in labels and ax.get_xlabel() == "time (ms)"
+    assert len(ax.get_yticks()) == len({e.endpoint for e in tr.timeline})
+    # Counts: integer ticks from zero.
+    from tcplab import plots
+
+    ax = plots.counts(tr.timeline)
+    ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    assert ax.get_ylim()[0] == 0 and all(float(t).is_integer() for t in ticks), ticks
 
 
 def test_close_wait_leak_traced(lab: Lab) -> None:
@@ -150,3 +163,54 @@ def test_tracepoint_without_root_is_permission_error() -> None:
 def test_tracepoint_as_user_is_permission_error() -> None:
     with pytest.raises(PermissionError, match='backend="poll"'):
         tcplab.trace(port=1, backend="tracepoint").start()
+
+
+QUICK_EXCHANGE = """
+import encodings.idna, json, os, socket, time  # all loaded before the uid changes:
+import tcplab  # the interpreter may live where nobody else can read
+if os.geteuid() == 0:
+    os.setgid(65534)
+    os.setuid(65534)
+srv = socket.create_server(("127.0.0.1", 0))
+port = srv.getsockname()[1]
+clients = []
+with tcplab.trace(port=port, backend="poll") as tr:
+    for _ in range(5):
+        c = socket.create_connection(("127.0.0.1", port))
+        s, peer = srv.accept()
+        clients.append(f"127.0.0.1:{peer[1]}")
+        c.close()  # the client closes first...
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.0002:
+            pass
+        s.close()  # ...the server 0.2 ms later
+    time.sleep(0.05)
+srv.close()
+ends = {}
+for e in tr.timeline:
+    if e.local_port == port and e.remote_port != 0:
+        ends.setdefault(f"{e.remote_addr}:{e.remote_port}", []).append((e.to_state, e.source))
+print(json.dumps({"uid": os.geteuid(), "clients": clients, "ends": ends,
+                  "missed": tr.missed, "note": tr.note}))
+"""
+
+
+def test_an_unprivileged_trace_shows_every_server_end_or_says_what_it_missed() -> None:
+    """Five loopback connections, the server closing 0.2 ms after the client: the server's
+    ends live far less than one poll. As uid 65534, the trace shows each one (seen, or
+    inferred from its client) or says how many connections may be missing."""
+    out = subprocess.run(
+        [sys.executable, "-c", QUICK_EXCHANGE], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["uid"] != 0
+    missed = r["missed"]
+    assert missed is not None, "the poll backend accounts for what it may have missed"
+    shown = [c for c in r["clients"] if c in r["ends"]]
+    assert len(shown) + missed["count"] >= len(r["clients"]), r
+    if missed["count"]:
+        assert "may be missing" in missed["why"] and "may be missing" in r["note"], r
+    for c in shown:
+        states = [s for s, _ in r["ends"][c]]
+        assert states[-1] == "CLOSE" and "LAST_ACK" in states, (c, r["ends"][c])

@@ -27,7 +27,7 @@ import time
 from typing import Callable
 
 from . import _native
-from ._lessons import LessonRun, bin_dirs, find_binary, lessons, run
+from ._lessons import LessonRun, bin_dirs, checkout, find_binary, lessons, run
 from ._native import (
     Connection,
     Diagram,
@@ -87,6 +87,7 @@ __all__ = [
     "Trace",
     "__version__",
     "bin_dirs",
+    "checkout",
     "diagram",
     "find_binary",
     "is_root",

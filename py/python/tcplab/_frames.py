@@ -56,7 +56,8 @@ TIMELINE_COLUMNS = [
 
 
 def timeline_frame(timeline: _native.Timeline) -> Any:
-    """A DataFrame, one row per event, in time order."""
+    """A DataFrame, one row per event, in time order: states as categories in the kernel's
+    order, ports and pids as nullable integers (never floats), text as strings."""
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
     rows = []
@@ -65,26 +66,20 @@ def timeline_frame(timeline: _native.Timeline) -> Any:
         d["t_ms"] = d.pop("t_us") / 1000.0
         d["endpoint"] = e.endpoint
         rows.append(d)
-    return pd.DataFrame(rows, columns=TIMELINE_COLUMNS)
+    df = pd.DataFrame(rows, columns=TIMELINE_COLUMNS)
+    states = pd.CategoricalDtype(_native.states(), ordered=True)
+    for col in ("from_state", "to_state"):
+        df[col] = df[col].astype(states)
+    for col in ("local_port", "remote_port", "pid"):
+        df[col] = df[col].astype("Int64")
+    for col in ("endpoint", "source", "local_addr", "remote_addr", "side", "segment"):
+        df[col] = df[col].astype("string")
+    df["t_ms"] = df["t_ms"].astype("float64")
+    return df
 
 
 def plot_timeline(timeline: _native.Timeline, ax: Any = None) -> Any:
-    """Step plot of sockets per state over time; returns the Axes."""
-    if ax is None:
-        import matplotlib.pyplot as plt  # type: ignore[import-untyped,unused-ignore]
+    """Swimlanes: one row per endpoint, coloured by state (see ``tcplab.plots.lanes``)."""
+    from . import plots
 
-        _, ax = plt.subplots(figsize=(8, 3.5))
-    points = timeline.state_counts()
-    names = [s for s in _native.states() if any(s in c for _, c in points)]
-    ts = [t / 1000.0 for t, _ in points]
-    for name in names:
-        ax.step(ts, [c.get(name, 0) for _, c in points], where="post", label=name)
-    ax.set_xlabel("time (ms)")
-    ax.set_ylabel("sockets")
-    title = "TCP states over time"
-    if timeline.backend:
-        title += f" ({timeline.backend})"
-    ax.set_title(title)
-    if names:
-        ax.legend(loc="best", fontsize="small")
-    return ax
+    return plots.lanes(timeline, ax=ax)

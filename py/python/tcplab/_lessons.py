@@ -4,7 +4,9 @@ A lesson runs as its own process (``NN-name --json``) so that every socket it le
 with the run, whatever the notebook does next. The report it prints is graded by the kernel
 (sock_diag on the lesson's own server port), never by what the program believes.
 
-Where the binaries are looked for, in order: ``$TCPLAB_BIN_DIR``; the ``bin/`` folder inside
+Where the binaries come from, in order: ``$TCPLAB_BIN_DIR``; a fresh build of the lesson
+when the notebook runs inside a tcplab checkout with ``cargo`` on the PATH (so a student's
+edit, or the desk copy of ``variant="student"``, is what runs); the ``bin/`` folder inside
 this package (filled by ``py/build_bins.py`` before the wheel is built, so users need no Rust
 toolchain); the workspace's ``target/release`` and ``target/debug`` recorded at build time.
 """
@@ -16,6 +18,7 @@ import html
 import json
 import os
 import selectors
+import shutil
 import subprocess
 import tempfile
 import time
@@ -81,6 +84,73 @@ def bin_dirs() -> list[Path]:
     target = Path(_native.BUILD_TARGET_DIR)
     dirs += [target / "release", target / "debug"]
     return dirs
+
+
+def checkout(start: Path | None = None) -> Path | None:
+    """The root of the tcplab checkout that holds ``start`` (the current folder by default),
+    or None: the first folder up from it with ``Cargo.toml`` and ``exercises/lessons.toml``.
+
+    Example:
+
+    >>> import tcplab, tempfile
+    >>> tcplab.checkout(Path(tempfile.gettempdir())) is None
+    True
+    """
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "Cargo.toml").is_file() and (d / "exercises" / "lessons.toml").is_file():
+            return d
+    return None
+
+
+def build_in_checkout(name: str, root: Path) -> Path:
+    """Build one lesson binary (or a desk copy, ``NN-slug-student``) in the checkout at
+    ``root`` with cargo, release mode, and return its path. TcplabError carries the
+    compiler's messages when the build fails."""
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        raise _native.TcplabError("cargo is not on the PATH: cannot build from the checkout")
+    package = "tcplab-desk" if name.endswith("-student") else "tcplab-exercises"
+    if package == "tcplab-desk" and not (root / "exercises/desk/src/bin" / f"{name}.rs").is_file():
+        lesson = name.split("-", 1)[0]
+        raise _native.TcplabError(
+            f"you have no copy of lesson {lesson} yet: `cargo lab start {lesson}` makes one"
+        )
+    out = subprocess.run(
+        [cargo, "build", "--release", "--quiet", "-p", package, "--bin", name],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise _native.TcplabError(
+            f"cargo could not build {name} in {root}:\n{out.stderr.strip()[-4000:]}"
+        )
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or root / "target")
+    if not target.is_absolute():
+        target = root / target
+    return target / "release" / name
+
+
+def _source_build(name: str, build: bool | None) -> Path | None:
+    """The freshly built binary when ``build`` asks for it (True) or allows it (None: inside
+    a checkout with cargo, whose target folder we may write); None to use the installed
+    ones."""
+    if build is False or os.environ.get("TCPLAB_BIN_DIR"):
+        return None
+    root = checkout()
+    if root is None:
+        if build:
+            raise _native.TcplabError(
+                f"build=True needs a tcplab checkout: none holds {Path.cwd()}"
+            )
+        return None
+    if build is None:
+        target = Path(os.environ.get("CARGO_TARGET_DIR") or root / "target")
+        writable = os.access(target if target.exists() else root, os.W_OK)
+        if shutil.which("cargo") is None or not writable:
+            return None
+    return build_in_checkout(name, root)
 
 
 def find_binary(name: str) -> Path:
@@ -227,6 +297,7 @@ def run(
     timeout: float = DEFAULT_TIMEOUT,
     churn_secs: float | None = None,
     churn_rate: float | None = None,
+    build: bool | None = None,
 ) -> LessonRun:
     """Run a lesson binary in a child process and return its kernel-graded report.
 
@@ -240,7 +311,11 @@ def run(
     TcplabError raised. churn_secs (lessons 05 and 09, 0..10): afterwards, run the churn
     generator that long in a private network namespace; its samples are in
     ``facts["churn_samples"]``. churn_rate (with churn_secs, 1..1000000): connections per
-    second to aim at instead of full speed.
+    second to aim at instead of full speed. build: None (the default) builds the binary from
+    the checkout's sources when the current folder is inside a tcplab checkout and cargo is
+    there, so an edited lesson or your desk copy (``variant="student"``) is what runs, and
+    uses the installed binaries otherwise; True always builds (TcplabError outside a
+    checkout, or with the compiler's errors); False never builds.
 
     Raises ValueError for unknown lessons or variants (listing the valid ones) and numbers out
     of range, TypeError for wrong types, TcplabError when the binary is missing or fails.
@@ -273,7 +348,19 @@ def run(
         raise ValueError(
             f'unknown backend {backend!r}; valid: "auto", "tracepoint" (root), "poll" (anyone)'
         )
-    path = find_binary(name)
+    if build is not None and not isinstance(build, bool):
+        raise TypeError(f"build must be a bool or None, not {type(build).__name__}")
+    if name.endswith("-student"):
+        root = checkout() if build is not False else None
+        if root is None:
+            raise ValueError(
+                f'variant "student" is your own copy ({name}): it is built from the desk of a '
+                f"tcplab checkout, and {Path.cwd()} is in none. In the checkout, "
+                f'`cargo lab start {lesson_id}` makes the copy; or choose "leak" or "fixed"'
+            )
+        path = build_in_checkout(name, root)
+    else:
+        path = _source_build(name, build) or find_binary(name)
     args = [str(path), "--json", "--backend", backend]
     if n is not None:
         args += ["--connections", str(n)]
