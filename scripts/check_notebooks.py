@@ -151,8 +151,12 @@ def execute(path: Path, html_dir: Path | None = None) -> tuple[bool, float]:
         allow_errors=False,
         resources={"metadata": {"path": str(path.parent.resolve())}},
     )
-    # Matplotlib draws to files in the kernel, never to a window.
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # Matplotlib never opens a window: it draws nothing (Agg), or, for the HTML export, into
+    # the cell's output as Jupyter would (the inline backend).
+    if html_dir is not None:
+        os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    else:
+        os.environ.setdefault("MPLBACKEND", "Agg")
     start = time.monotonic()
     failed_cell = None
     error = ""
