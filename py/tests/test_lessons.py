@@ -161,3 +161,15 @@ def test_churn_at_a_chosen_rate() -> None:
     last = f["churn_samples"][-1]
     assert last["client_time_wait"] == 0
     assert last["server_time_wait"] >= 0.9 * last["connections"], f
+
+
+def test_facts_table_keeps_types_and_puts_the_verdict_first() -> None:
+    pytest.importorskip("pandas")
+    leak = tcplab.run("07", variant="leak", build=False)
+    fixed = tcplab.run("07", variant="fixed", build=False)
+    t = tcplab.facts_table(leak, fixed)
+    assert list(t.columns) == [leak.binary, fixed.binary]
+    assert t.index[0] == "verdict" and list(t.iloc[0]) == ["leak", "clean"]
+    sent = t.loc["bytes_sent"]
+    assert all(type(v) is int for v in sent), sent  # never 8388608.0
+    assert t.loc["client_error", fixed.binary] is None  # never NaN

@@ -27,7 +27,7 @@ import time
 from typing import Callable
 
 from . import _native
-from ._lessons import LessonRun, bin_dirs, checkout, find_binary, lessons, run
+from ._lessons import LessonRun, bin_dirs, checkout, facts_table, find_binary, lessons, run
 from ._native import (
     Connection,
     Diagram,
@@ -89,6 +89,7 @@ __all__ = [
     "bin_dirs",
     "checkout",
     "diagram",
+    "facts_table",
     "find_binary",
     "is_root",
     "lessons",

@@ -410,6 +410,30 @@ def run(
     return out
 
 
+def facts_table(*runs: LessonRun) -> Any:
+    """Several runs' facts side by side, as a pandas DataFrame: one column per binary, the
+    verdict in the first row, then each fact in the order the runs reported them (not sorted).
+    Values keep their own type, an int stays an int, and a fact one run lacks is None (the
+    table is of dtype object, so pandas never turns a column into floats and NaN).
+
+    Example:
+
+    >>> import tcplab
+    >>> t = tcplab.facts_table(tcplab.run("03", variant="leak", connections=2))
+    >>> t.index[0], t.iloc[0, 0]
+    ('verdict', 'leak')
+    """
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+    keys = ["verdict"]
+    for r in runs:
+        keys += [k for k in r.facts if k not in keys]
+    columns = {
+        r.binary: [r.verdict if k == "verdict" else r.facts.get(k) for k in keys] for r in runs
+    }
+    return pd.DataFrame(columns, index=pd.Index(keys, name="fact"), dtype=object)
+
+
 @atexit.register
 def _stop_held_children() -> None:
     for r in list(_live):
