@@ -126,7 +126,17 @@ def lanes(timeline: _native.Timeline, ax: Any = None, min_width_ms: float | None
     title = "TCP states per endpoint"
     if timeline.backend:
         title += f" ({timeline.backend}; hatched: inferred)"
-    ax.set_title(title)
+    ax.set_title(title, loc="left")
+    ax.text(
+        1.0,
+        1.01,
+        f"a state shorter than {width:.3g} ms is drawn {width:.3g} ms wide",
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize="x-small",
+        color="#555555",
+    )
     legend_outside(ax, fontsize="small")
     ax.figure.tight_layout()
     return ax
