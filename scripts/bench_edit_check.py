@@ -68,14 +68,12 @@ def main() -> int:
             student.write_text(text.replace(old, new, 1))
             took, passed = check()
             times[kind].append(took)
-            print(
-                f"round {i + 1}: saved the {kind}, verdict {'pass' if passed else 'fail'} in {took:.2f} s"
-            )
+            verdict = "pass" if passed else "fail"
+            print(f"round {i + 1}: saved the {kind}, verdict {verdict} in {took:.2f} s")
         for kind, ts in times.items():
             if ts:
-                print(
-                    f"median edit-to-verdict, {kind}: {statistics.median(ts):.2f} s ({len(ts)} rounds)"
-                )
+                median = statistics.median(ts)
+                print(f"median edit-to-verdict, {kind}: {median:.2f} s ({len(ts)} rounds)")
     return 0
 
 
