@@ -49,8 +49,9 @@ impl Desk {
         let _ = std::fs::remove_dir_all(&copy);
         copy_workspace(&copy);
         // A target folder of its own (kept between runs to reuse compiled dependencies), so
-        // the copy's binaries never replace the ones other tests are running.
-        let target = repo_root().join("target/check-copy");
+        // the copy's binaries never replace the ones other tests are running. One copy per
+        // target folder: cargo's fingerprints do not tell two checkouts of a package apart.
+        let target = repo_root().join(format!("target/check-copy-{tag}"));
         Desk { copy, target }
     }
 
@@ -201,13 +202,14 @@ fn a_new_student_goes_from_start_to_a_pass_and_back() {
     let (ok, text) = desk.tcplab(&["run", "03", "--variant", "leak"]);
     assert!(ok, "{text}");
     assert!(text.contains("leak"), "{text}");
+
+    // On the same copy: two copies of the workspace must not share a target folder, since
+    // cargo's fingerprints do not tell two checkouts of one package apart.
+    check_watch_grades_every_save_until_it_passes(&desk);
 }
 
-#[test]
-fn check_watch_grades_every_save_until_it_passes() {
-    let desk = Desk::new("watch");
-    let (ok, text) = desk.tcplab(&["start", "03"]);
-    assert!(ok, "{text}");
+/// `check --watch` on a fresh copy: the first check fails, the saved fix passes.
+fn check_watch_grades_every_save_until_it_passes(desk: &Desk) {
     let mut child = desk
         .command(&["check", "03", "--watch"])
         .stdout(Stdio::piped())
