@@ -535,7 +535,10 @@ impl Lab {
                          `{enter} {} snapshot --port {port}`",
                         runner_path()
                     ),
-                    None => format!("look with `{} snapshot --port {port}`", runner_path()),
+                    None => format!(
+                        "look with `{} snapshot --port {port}`",
+                        crate::cli::runner::command_name()
+                    ),
                 };
                 print_line(&format!(
                     "holding the sockets for {secs} s (port {port}): {look}"
@@ -557,14 +560,14 @@ fn lesson_query(port: u16) -> Query {
 }
 
 /// The runner's path, for commands the narration suggests: beside this binary when it is
-/// there (so it works from any folder), else `tcplab`.
+/// there (so it works from any folder, and inside a namespace), else the runner's name.
 fn runner_path() -> String {
     std::env::current_exe()
         .ok()
         .map(|me| me.with_file_name("tcplab"))
         .filter(|p| p.is_file())
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "tcplab".to_string())
+        .unwrap_or_else(|| crate::cli::runner::command_name().to_string())
 }
 
 /// Print a line of narration. A closed stdout (`| head`) must not stop the lesson, which

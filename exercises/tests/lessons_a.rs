@@ -236,5 +236,5 @@ fn tour_passes_churn_flags_only_where_they_apply() {
     }
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(!stdout.contains("could not run"), "{stdout}");
-    assert_eq!(stdout.matches("churn_rate_per_sec").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("churn rate per sec").count(), 1, "{stdout}");
 }

@@ -145,9 +145,10 @@ fn grade(half: &Sides, closed: &Sides) -> Result<(Verdict, String)> {
     }
     bail!(
         "the kernel showed neither the full close nor a CLOSE_WAIT left behind (between the \
-         closes: {}; after: {}); run `tcplab doctor` to check that sock_diag works here",
+         closes: {}; after: {}); run `{} doctor` to check that sock_diag works here",
         half.describe(),
-        closed.describe()
+        closed.describe(),
+        tcplab_exercises::cli::runner::command_name()
     )
 }
 

@@ -697,8 +697,8 @@ pub fn check(args: &CheckArgs) -> Result<ExitCode> {
             }
             Some(w) => {
                 println!(
-                    "\nwatching {rel}: save it to check again (Ctrl-C stops; `{}` via {})",
-                    cmd,
+                    "\nwatching {rel}: save it to check again (Ctrl-C stops; changes are \
+                     noticed by {})",
                     w.how()
                 );
                 w.wait_for_change()?;

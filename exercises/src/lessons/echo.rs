@@ -172,8 +172,9 @@ pub fn grade(
         // Neither the leak nor a clean close is in view: grade nothing rather than guess.
         anyhow::bail!(
             "the kernel showed neither {n} CLOSE_WAIT nor {n} TIME_WAIT sockets ({}); \
-             run `tcplab doctor` to check that sock_diag works here",
-            seen.describe()
+             run `{} doctor` to check that sock_diag works here",
+            seen.describe(),
+            crate::cli::runner::command_name()
         );
     }
 }

@@ -379,6 +379,29 @@ fn operate(
             ),
         )
     } else if after.is_empty() {
+        // No CLOSE_WAIT left is the symptom gone. The service must still run, and the process
+        // on the port must hold nothing but its listener: SOCK_DESTROY ends the sockets but
+        // leaves their descriptors taken in the owner.
+        let listening = seen.count("server", TcpState::Listen);
+        lab.fact("listening_after", listening);
+        lab.require(
+            listening > 0,
+            format!(
+                "nothing listens on port {port} any more: the CLOSE_WAIT sockets are gone \
+                 because the server is, and its clients now get connection refused"
+            ),
+        );
+        let fds = socket_fds(owner.pid);
+        lab.fact("owner_socket_fds_after", fds);
+        lab.require(
+            fds <= 1,
+            format!(
+                "pid {} still holds {fds} socket descriptors where its listener needs 1: the \
+                 sockets were ended (SOCK_DESTROY), but the descriptors stay taken until the \
+                 process closes them or exits",
+                owner.pid
+            ),
+        );
         lab.say(format!(
             "no CLOSE_WAIT left on port {port}; the server now runs as pid {} ({} socket \
              descriptor(s): the listener)",

@@ -98,9 +98,10 @@ pub fn run(lab: &mut Lab, listen: fn(SocketAddr) -> io::Result<TcpListener>) -> 
     if time_wait == 0 {
         bail!(
             "the kernel showed no TIME_WAIT socket on port {} at the restart ({}), so this run \
-             cannot show what bind() does against one; run `tcplab doctor`",
+             cannot show what bind() does against one; run `{} doctor`",
             addr.port(),
-            after.describe()
+            after.describe(),
+            crate::cli::runner::command_name()
         );
     }
     let (verdict, why) = match &restarted {
