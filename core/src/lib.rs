@@ -3,7 +3,9 @@
 //! - [`state`]: the TCP states as Linux numbers them, with every common spelling.
 //! - [`observe`]: what the kernel says right now (sock_diag snapshots, a /proc fallback) and
 //!   over time (the transition tracer).
-//! - [`timeline`]: an ordered list of state changes, observed or modelled.
+//! - [`segment`]: a TCP segment as it crossed the wire, parsed from a captured frame.
+//! - [`timeline`]: an ordered list of state changes, observed or modelled, and the segments
+//!   captured beside them.
 //! - [`model`]: the RFC 9293 state machine and a two-endpoint simulator.
 //! - [`sockets`]: the socket options the lessons turn on and off.
 //!
@@ -13,10 +15,12 @@
 pub mod error;
 pub mod model;
 pub mod observe;
+pub mod segment;
 pub mod sockets;
 pub mod state;
 pub mod timeline;
 
 pub use error::{Error, Result};
+pub use segment::Segment;
 pub use state::TcpState;
 pub use timeline::{Event, Source, Timeline};

@@ -10,6 +10,7 @@
 //! Left out on purpose: UDP, UNIX sockets, TCP_INFO details (rtt, cwnd). tcplab teaches how
 //! connections end; the columns here are the ones that lesson needs.
 
+pub mod capture;
 pub mod diag;
 pub mod fds;
 pub mod infer;

@@ -1,0 +1,392 @@
+//! The capture against real loopback traffic: four ways a connection ends, each checked
+//! segment by segment (who sent it, flags, relative seq/ack, payload length), and a capture
+//! made by uid 65534 inside a user + network namespace of its own.
+//!
+//! Root captures on the host's `lo`. Any other user runs each test again inside
+//! `unshare -rn` (a user + network namespace where it may open AF_PACKET sockets), so the
+//! tests run, not skip, either way. Delayed ACKs would make the ladders vary (an ACK may
+//! ride on the next segment), so the programs pause 250 ms wherever the kernel may hold an
+//! ACK back: longer than Linux's largest delayed-ACK timeout (200 ms).
+//!
+//! Left out on purpose: IPv6 (the parser is tested on IPv6 bytes), and loss.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tcplab_core::observe::capture::{self, CaptureConfig, CaptureReport};
+use tcplab_core::segment::Flag;
+
+const PAUSE: Duration = Duration::from_millis(250);
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+const IN_NS: &str = "TCPLAB_TEST_IN_NETNS";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `ip link set lo up` (a new network namespace starts with it down).
+fn loopback_up() {
+    // SAFETY: a datagram socket used for two ioctls on a zeroed ifreq, then closed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr), 0);
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr),
+            0,
+            "bring lo up: {}",
+            std::io::Error::last_os_error()
+        );
+        libc::close(fd);
+    }
+}
+
+/// Run this test in this process when it may capture here; otherwise run it again in a
+/// user + network namespace and report that run's result. `true`: go on here.
+fn here_or_in_namespace(name: &str) -> bool {
+    if std::env::var_os(IN_NS).is_some() {
+        loopback_up();
+        return true;
+    }
+    if is_root() {
+        return true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .arg("-rn")
+        .arg(&exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_NS, "1")
+        .output()
+        .expect("run unshare");
+    assert!(
+        out.status.success(),
+        "{name} in a user + network namespace failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
+/// One segment as the test compares it: direction, flags, relative seq and ack, length.
+type Row = (&'static str, String, u32, u32, u32);
+
+/// Start a listener and a capture on its port, run `scenario`, stop, and return the
+/// segments as rows (client to server is `C>S`).
+fn capture_scenario(scenario: impl FnOnce(TcpListener, SocketAddr)) -> (Vec<Row>, CaptureReport) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let cap = capture::loopback(&[server.port()], None).expect("capture starts");
+    scenario(listener, server);
+    thread::sleep(Duration::from_millis(50));
+    let report = cap.finish().expect("capture stops");
+    let rows = report
+        .segments
+        .iter()
+        .map(|s| {
+            let dir = if s.dst == server { "C>S" } else { "S>C" };
+            (dir, s.flags.to_string(), s.seq, s.ack, s.len)
+        })
+        .collect();
+    (rows, report)
+}
+
+fn connect(server: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&server, IO_TIMEOUT).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+fn accept(listener: &TcpListener) -> TcpStream {
+    let (s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    buf
+}
+
+fn row(dir: &'static str, flags: &str, seq: u32, ack: u32, len: u32) -> Row {
+    (dir, flags.to_string(), seq, ack, len)
+}
+
+fn handshake() -> Vec<Row> {
+    vec![
+        row("C>S", "SYN", 0, 0, 0),
+        row("S>C", "SYN, ACK", 0, 1, 0),
+        row("C>S", "ACK", 1, 1, 0),
+    ]
+}
+
+#[test]
+fn client_closes_first() {
+    if !here_or_in_namespace("client_closes_first") {
+        return;
+    }
+    let (rows, report) = capture_scenario(|listener, server| {
+        let mut c = connect(server);
+        let mut s = accept(&listener);
+        c.write_all(b"hello").unwrap();
+        let mut got = [0u8; 5];
+        s.read_exact(&mut got).unwrap();
+        thread::sleep(PAUSE);
+        drop(c); // FIN from the client
+        assert!(read_to_eof(&mut s).is_empty());
+        thread::sleep(PAUSE);
+        drop(s); // the server's FIN
+        thread::sleep(PAUSE);
+    });
+    let mut want = handshake();
+    want.extend([
+        row("C>S", "PSH, ACK", 1, 1, 5),
+        row("S>C", "ACK", 1, 6, 0),
+        row("C>S", "FIN, ACK", 6, 1, 0),
+        row("S>C", "ACK", 1, 7, 0),
+        row("S>C", "FIN, ACK", 1, 7, 0),
+        row("C>S", "ACK", 7, 2, 0),
+    ]);
+    assert_eq!(rows, want);
+    assert_eq!(report.stats.kernel_drops, 0);
+    // One copy of each frame: the kernel skipped the outgoing ones.
+    assert_eq!(report.stats.segments, want.len() as u64);
+    let syn = &report.segments[0];
+    assert!(syn.options.mss.is_some() && syn.options.sack_permitted);
+    assert!(syn.options.timestamps.is_some() && syn.options.wscale.is_some());
+    assert!(report.segments.windows(2).all(|w| w[0].t_us <= w[1].t_us));
+}
+
+#[test]
+fn server_closes_first() {
+    if !here_or_in_namespace("server_closes_first") {
+        return;
+    }
+    let (rows, _) = capture_scenario(|listener, server| {
+        let mut c = connect(server);
+        let mut s = accept(&listener);
+        s.write_all(b"bye").unwrap();
+        thread::sleep(PAUSE);
+        drop(s);
+        assert_eq!(read_to_eof(&mut c), b"bye");
+        thread::sleep(PAUSE);
+        drop(c);
+        thread::sleep(PAUSE);
+    });
+    let mut want = handshake();
+    want.extend([
+        row("S>C", "PSH, ACK", 1, 1, 3),
+        row("C>S", "ACK", 1, 4, 0),
+        row("S>C", "FIN, ACK", 4, 1, 0),
+        row("C>S", "ACK", 1, 5, 0),
+        row("C>S", "FIN, ACK", 1, 5, 0),
+        row("S>C", "ACK", 5, 2, 0),
+    ]);
+    assert_eq!(rows, want);
+}
+
+#[test]
+fn linger_zero_aborts_with_unread_data() {
+    if !here_or_in_namespace("linger_zero_aborts_with_unread_data") {
+        return;
+    }
+    let (rows, _) = capture_scenario(|listener, server| {
+        let mut c = connect(server);
+        let mut s = accept(&listener);
+        // The server never reads these bytes: they sit in its receive queue.
+        c.write_all(b"in flight").unwrap();
+        thread::sleep(PAUSE);
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(c); // SO_LINGER {on, 0}: a RST, no FIN, no TIME_WAIT
+        thread::sleep(PAUSE);
+        // The reset reaches the server: it may still read the bytes already queued, then
+        // its read fails with ECONNRESET.
+        let mut buf = [0u8; 64];
+        let err = (0..3).find_map(|_| s.read(&mut buf).err());
+        assert_eq!(
+            err.map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionReset)
+        );
+    });
+    let mut want = handshake();
+    want.extend([
+        row("C>S", "PSH, ACK", 1, 1, 9),
+        row("S>C", "ACK", 1, 10, 0),
+        row("C>S", "RST, ACK", 10, 1, 0),
+    ]);
+    assert_eq!(rows, want);
+}
+
+#[test]
+fn half_close_then_reply() {
+    if !here_or_in_namespace("half_close_then_reply") {
+        return;
+    }
+    let (rows, _) = capture_scenario(|listener, server| {
+        let mut c = connect(server);
+        let mut s = accept(&listener);
+        c.write_all(b"request").unwrap();
+        thread::sleep(PAUSE);
+        c.shutdown(Shutdown::Write).unwrap(); // FIN, but the client still reads
+        assert_eq!(read_to_eof(&mut s), b"request");
+        thread::sleep(PAUSE);
+        s.write_all(b"reply").unwrap();
+        thread::sleep(PAUSE);
+        drop(s);
+        assert_eq!(read_to_eof(&mut c), b"reply");
+        thread::sleep(PAUSE);
+        drop(c);
+        thread::sleep(PAUSE);
+    });
+    let mut want = handshake();
+    want.extend([
+        row("C>S", "PSH, ACK", 1, 1, 7),
+        row("S>C", "ACK", 1, 8, 0),
+        row("C>S", "FIN, ACK", 8, 1, 0),
+        row("S>C", "ACK", 1, 9, 0),
+        row("S>C", "PSH, ACK", 1, 9, 5),
+        row("C>S", "ACK", 9, 6, 0),
+        row("S>C", "FIN, ACK", 6, 9, 0),
+        row("C>S", "ACK", 9, 7, 0),
+    ]);
+    assert_eq!(rows, want);
+}
+
+/// The body of [`nobody_in_a_user_namespace_sees_fins`], run as uid 65534 in `unshare -rn`.
+/// Run directly (as root, or via the namespace re-run), it is one more capture check.
+#[test]
+fn userns_capture_sees_fins() {
+    if !here_or_in_namespace("userns_capture_sees_fins") {
+        return;
+    }
+    let (rows, _) = capture_scenario(|listener, server| {
+        let c = connect(server);
+        let mut s = accept(&listener);
+        drop(c);
+        read_to_eof(&mut s);
+        drop(s);
+        thread::sleep(PAUSE);
+    });
+    let fins: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.1.contains("FIN"))
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(fins, ["C>S", "S>C"], "rows: {rows:?}");
+}
+
+#[test]
+fn nobody_in_a_user_namespace_sees_fins() {
+    if !is_root() {
+        // Not root: setpriv cannot switch to uid 65534, and the namespace run of the
+        // test above already shows an ordinary user capturing.
+        assert!(here_or_in_namespace("userns_capture_sees_fins"));
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "unshare",
+            "-rn",
+        ])
+        .arg(&exe)
+        .args(["--exact", "userns_capture_sees_fins", "--nocapture"])
+        .env(IN_NS, "1")
+        .output()
+        .expect("run setpriv");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "as uid 65534:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the test ran as uid 65534:\n{text}"
+    );
+}
+
+#[test]
+fn refused_capture_says_why_in_one_line() {
+    if !is_root() && std::env::var_os(IN_NS).is_none() {
+        // An ordinary user on the host: this is the refusal itself.
+        let e = capture::loopback(&[1], None).unwrap_err().to_string();
+        assert!(e.contains("CAP_NET_RAW") && !e.contains('\n'), "{e}");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "refused_capture_says_why_in_one_line",
+            "--nocapture",
+        ])
+        .output()
+        .expect("run setpriv");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A segment's time is on CLOCK_MONOTONIC from the origin, like the tracer's events: the
+/// SYN lies between two readings of `Instant` taken around connect().
+#[test]
+fn times_share_the_tracer_clock() {
+    if !here_or_in_namespace("times_share_the_tracer_clock") {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let origin = Instant::now();
+    thread::sleep(Duration::from_millis(20));
+    let cap = capture::loopback(&[server.port()], Some(origin)).unwrap();
+    let before = origin.elapsed().as_micros() as u64;
+    let c = connect(server);
+    let after = origin.elapsed().as_micros() as u64;
+    drop(c);
+    thread::sleep(Duration::from_millis(20));
+    let report = cap.finish().unwrap();
+    let syn = &report.segments[0];
+    assert!(syn.has(Flag::Syn));
+    // The clocks' offset is read to within a few microseconds.
+    assert!(
+        before <= syn.t_us + 50 && syn.t_us <= after + 50,
+        "SYN at {} us, connect() between {before} and {after} us",
+        syn.t_us
+    );
+}
+
+#[test]
+fn flags_and_config_are_checked() {
+    let many: Vec<u16> = (1..=100).collect();
+    let e = capture::Capture::start(CaptureConfig::loopback(&many)).unwrap_err();
+    assert!(e.to_string().contains("at most"), "{e}");
+    let e = capture::Capture::start(CaptureConfig {
+        interface: "no-such-if0".into(),
+        ..CaptureConfig::loopback(&[1])
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("no-such-if0"), "{e}");
+    assert_eq!(Flag::Fin.to_string(), "FIN");
+}
