@@ -19,8 +19,9 @@ use std::net::{IpAddr, SocketAddr};
 use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// One TCP flag. Listed in [`Flag::ALL`] in the order they are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One TCP flag. Listed in [`Flag::ALL`] in the order they are printed; serialized by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Flag {
     Fin,
     Syn,

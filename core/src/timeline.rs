@@ -1,9 +1,13 @@
-//! A `Timeline` is the story of some connections in time: an ordered list of state changes.
+//! A `Timeline` is the story of some connections in time: an ordered list of state changes,
+//! and, when the wire was captured, the segments that crossed it, on the same clock.
 //! The tracer fills one from the kernel, the model fills one from the RFC; both use this type,
-//! so they can be compared, printed, plotted and saved as JSON alike.
+//! so they can be compared, printed, plotted and saved as JSON alike. Segments come from
+//! [`crate::observe::capture`]; [`Timeline::causes`] links a state change to the segment
+//! that caused it (the FIN that moved the peer to CLOSE_WAIT) or that it sent.
 //!
 //! Left out on purpose: no I/O and no clock here. Times are microseconds since the start of
-//! the observation (or of the simulation), handed in by whoever records the event.
+//! the observation (or of the simulation), handed in by whoever records the event. A
+//! timeline without segments serializes exactly as before (the `segments` key is left out).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,6 +15,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::segment::{Conn, Flag, Segment};
 use crate::state::TcpState;
 
 /// Where an event's knowledge came from. Only `Inferred` is a guess.
@@ -149,10 +154,64 @@ pub struct CountPoint {
     pub counts: BTreeMap<TcpState, usize>,
 }
 
-/// An ordered list of state changes.
+/// An ordered list of state changes, and the segments captured beside them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeline {
     pub events: Vec<Event>,
+    /// Segments in capture order (which is time order), on the events' clock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<Segment>,
+}
+
+/// Which way a segment went, seen from the socket that changed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The socket received it, and changed state because of it.
+    Received,
+    /// The socket sent it because of the change (a FIN after close(), a RST on abort).
+    Sent,
+}
+
+/// A state change and the segment behind it: `events[event]` and `segments[segment]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    pub event: usize,
+    pub segment: usize,
+    pub direction: Direction,
+    /// The flag that made the link.
+    pub flag: Flag,
+}
+
+/// How far apart a change and its segment may be, in microseconds. A received segment is
+/// stamped as it enters the stack, a moment before the socket changes; a sent one a moment
+/// after. Polled changes are seen up to a poll interval and a dump late.
+const CAUSE_EARLY_US: u64 = 1_000;
+const CAUSE_LATE_US: u64 = 100_000;
+
+/// The segment flag that explains a change, and whether the socket received or sent it.
+/// Only changes with one clear cause on the wire are listed.
+fn wire_cause(from: TcpState, to: TcpState) -> Option<(Direction, Flag)> {
+    use Direction::*;
+    use TcpState::*;
+    Some(match (from, to) {
+        // connect() sends the SYN; the SYN-ACK completes it.
+        (Close, SynSent) => (Sent, Flag::Syn),
+        (SynSent, Established) => (Received, Flag::Syn),
+        // A listener's child is born of a SYN and set up by the final ACK.
+        (Listen, SynRecv) => (Received, Flag::Syn),
+        (SynRecv, Established) => (Received, Flag::Ack),
+        // close() or shutdown(): the FIN goes out.
+        (Established, FinWait1) | (CloseWait, LastAck) => (Sent, Flag::Fin),
+        // The peer's FIN.
+        (Established, CloseWait)
+        | (FinWait1, Closing)
+        | (FinWait1, TimeWait)
+        | (FinWait2, TimeWait) => (Received, Flag::Fin),
+        // The ACK of our FIN.
+        (FinWait1, FinWait2) | (Closing, TimeWait) | (LastAck, Close) => (Received, Flag::Ack),
+        _ => return None,
+    })
 }
 
 impl Timeline {
@@ -164,7 +223,123 @@ impl Timeline {
     /// A timeline from events, sorted by time (stable: equal times keep their order).
     pub fn from_events(mut events: Vec<Event>) -> Timeline {
         events.sort_by_key(|e| e.t_us);
-        Timeline { events }
+        Timeline {
+            events,
+            segments: Vec::new(),
+        }
+    }
+
+    /// Add captured segments (kept in time order, stable).
+    pub fn with_segments(mut self, segments: Vec<Segment>) -> Timeline {
+        self.segments.extend(segments);
+        self.segments.sort_by_key(|s| s.t_us);
+        self
+    }
+
+    /// Every connection the segments show, in order of first appearance.
+    pub fn connections(&self) -> Vec<Conn> {
+        let mut seen = Vec::new();
+        for s in &self.segments {
+            let c = s.conn();
+            if !seen.contains(&c) {
+                seen.push(c);
+            }
+        }
+        seen
+    }
+
+    /// The segments of one connection, both ways, in order.
+    pub fn segments_of(&self, conn: Conn) -> impl Iterator<Item = &Segment> {
+        self.segments.iter().filter(move |s| s.conn() == conn)
+    }
+
+    /// The segments an endpoint sent or received, in order.
+    pub fn segments_of_endpoint(&self, endpoint: Endpoint) -> impl Iterator<Item = &Segment> {
+        self.segments_of(Conn::new(endpoint.local, endpoint.remote))
+    }
+
+    /// Every state change whose cause on the wire is clear, linked to its segment: a
+    /// received FIN behind `ESTABLISHED -> CLOSE_WAIT`, the ACK behind `FIN_WAIT1 ->
+    /// FIN_WAIT2`, a received RST behind any `-> CLOSE` of a live connection, the FIN a
+    /// close() sent. Inferred and modelled changes are not linked (they were not seen).
+    pub fn causes(&self) -> Vec<Cause> {
+        let mut out = Vec::new();
+        for (i, e) in self.events.iter().enumerate() {
+            if matches!(e.source, Source::Inferred | Source::Model) {
+                continue;
+            }
+            // The latest received before the change, else (clocks differ by a hair) the
+            // first just after it.
+            let received = |flag: Flag| {
+                let ok = |s: &Segment| s.src == e.remote && s.dst == e.local && s.has(flag);
+                let segs = self.segments.iter().enumerate();
+                segs.clone()
+                    .rev()
+                    .find(|(_, s)| ok(s) && s.t_us <= e.t_us && e.t_us <= s.t_us + CAUSE_LATE_US)
+                    .or_else(|| {
+                        segs.clone().find(|(_, s)| {
+                            ok(s) && s.t_us > e.t_us && s.t_us <= e.t_us + CAUSE_EARLY_US
+                        })
+                    })
+            };
+            // The first sent after the change, else the last just before it.
+            let sent = |flag: Flag| {
+                let ok = |s: &Segment| s.src == e.local && s.dst == e.remote && s.has(flag);
+                let segs = self.segments.iter().enumerate();
+                segs.clone()
+                    .find(|(_, s)| ok(s) && s.t_us >= e.t_us && s.t_us <= e.t_us + CAUSE_LATE_US)
+                    .or_else(|| {
+                        segs.clone().rev().find(|(_, s)| {
+                            ok(s) && s.t_us < e.t_us && e.t_us <= s.t_us + CAUSE_EARLY_US
+                        })
+                    })
+            };
+            // A reset ends any live connection; it is looked for first.
+            if e.to == TcpState::Close && e.from != TcpState::Listen {
+                if let Some((j, _)) = received(Flag::Rst) {
+                    out.push(Cause {
+                        event: i,
+                        segment: j,
+                        direction: Direction::Received,
+                        flag: Flag::Rst,
+                    });
+                    continue;
+                }
+                if let Some((j, _)) = sent(Flag::Rst) {
+                    out.push(Cause {
+                        event: i,
+                        segment: j,
+                        direction: Direction::Sent,
+                        flag: Flag::Rst,
+                    });
+                    continue;
+                }
+            }
+            let Some((direction, flag)) = wire_cause(e.from, e.to) else {
+                continue;
+            };
+            let found = match direction {
+                Direction::Received => received(flag),
+                Direction::Sent => sent(flag),
+            };
+            if let Some((j, _)) = found {
+                out.push(Cause {
+                    event: i,
+                    segment: j,
+                    direction,
+                    flag,
+                });
+            }
+        }
+        out
+    }
+
+    /// The segment that caused (or was sent by) `events[event]`, when clear.
+    pub fn cause_of(&self, event: usize) -> Option<&Segment> {
+        self.causes()
+            .into_iter()
+            .find(|c| c.event == event)
+            .map(|c| &self.segments[c.segment])
     }
 
     /// Add an event, keeping the list ordered by time.
@@ -364,5 +539,112 @@ mod tests {
         let text = t.to_json_lines();
         assert!(text.lines().next().unwrap().contains("\"from\":\"CLOSE\""));
         assert_eq!(Timeline::from_json_lines(&text).unwrap(), t);
+    }
+
+    fn seg(t: u64, src: u16, dst: u16, flags: &[Flag], seq: u32, ack: u32) -> Segment {
+        Segment {
+            t_us: t,
+            src: SocketAddr::from(([127, 0, 0, 1], src)),
+            dst: SocketAddr::from(([127, 0, 0, 1], dst)),
+            flags: crate::segment::Flags::of(flags),
+            seq,
+            ack,
+            raw_seq: seq,
+            raw_ack: ack,
+            len: 0,
+            win: 512,
+            options: Default::default(),
+        }
+    }
+
+    /// The wire under [`client_first`]: the client's FIN at 101, the server's ACK at 105,
+    /// its FIN at 201 and the last ACK at 205; plus another connection's SYN.
+    fn client_first_with_wire() -> Timeline {
+        use Flag::*;
+        client_first().with_segments(vec![
+            seg(205, 40000, 5000, &[Ack], 2, 2),
+            seg(101, 40000, 5000, &[Fin, Ack], 1, 1),
+            seg(105, 5000, 40000, &[Ack], 1, 2),
+            seg(201, 5000, 40000, &[Fin, Ack], 1, 2),
+            seg(150, 40001, 5000, &[Syn], 0, 0),
+        ])
+    }
+
+    #[test]
+    fn segments_per_connection() {
+        let t = client_first_with_wire();
+        assert!(t.segments.windows(2).all(|w| w[0].t_us <= w[1].t_us));
+        let conns = t.connections();
+        assert_eq!(conns.len(), 2);
+        assert_eq!(t.segments_of(conns[0]).count(), 4);
+        assert_eq!(t.segments_of(conns[1]).count(), 1);
+        let ep = t.endpoints()[1];
+        assert_eq!(t.segments_of_endpoint(ep).count(), 4);
+    }
+
+    #[test]
+    fn the_fin_that_moved_the_peer_to_close_wait() {
+        let t = client_first_with_wire();
+        let causes = t.causes();
+        let find = |from: TcpState, to: TcpState| {
+            let i = t
+                .events
+                .iter()
+                .position(|e| e.from == from && e.to == to)
+                .unwrap();
+            causes.iter().find(|c| c.event == i).copied()
+        };
+        let cw = find(Established, CloseWait).expect("a cause for CLOSE_WAIT");
+        assert_eq!(cw.direction, Direction::Received);
+        assert_eq!(cw.flag, Flag::Fin);
+        assert_eq!(t.segments[cw.segment].t_us, 101);
+        let fw1 = find(Established, FinWait1).expect("the FIN sent");
+        assert_eq!(
+            (fw1.direction, t.segments[fw1.segment].t_us),
+            (Direction::Sent, 101)
+        );
+        let fw2 = find(FinWait1, FinWait2).unwrap();
+        assert_eq!(t.segments[fw2.segment].t_us, 105);
+        let tw = find(FinWait2, TimeWait).unwrap();
+        assert_eq!(t.segments[tw.segment].t_us, 201);
+        let la = find(LastAck, Close).unwrap();
+        assert_eq!(t.segments[la.segment].t_us, 205);
+        // The handshake was not captured: no cause for it.
+        assert!(find(Close, SynSent).is_none());
+        assert_eq!(t.cause_of(3).map(|s| s.t_us), Some(101));
+    }
+
+    #[test]
+    fn a_reset_closes_and_is_linked() {
+        use Flag::*;
+        let t = Timeline::from_events(vec![
+            ev(100, 40000, 5000, Established, Close),
+            ev(110, 5000, 40000, Established, Close),
+        ])
+        .with_segments(vec![seg(105, 40000, 5000, &[Rst, Ack], 6, 1)]);
+        let causes = t.causes();
+        assert_eq!(causes.len(), 2);
+        assert_eq!(
+            (causes[0].direction, causes[0].flag),
+            (Direction::Sent, Rst)
+        );
+        assert_eq!(
+            (causes[1].direction, causes[1].flag),
+            (Direction::Received, Rst)
+        );
+    }
+
+    #[test]
+    fn json_keeps_its_shape_and_carries_segments() {
+        let plain = client_first();
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("segments"), "{text}");
+        let back: Timeline = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, plain);
+        let wired = client_first_with_wire();
+        let text = serde_json::to_string(&wired).unwrap();
+        assert!(text.contains(r#""flags":["FIN","ACK"]"#), "{text}");
+        let back: Timeline = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, wired);
     }
 }

@@ -16,7 +16,9 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tcplab_core::TcpState;
 use tcplab_core::observe::capture::{self, CaptureConfig, CaptureReport};
+use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
 use tcplab_core::segment::Flag;
 
 const PAUSE: Duration = Duration::from_millis(250);
@@ -375,6 +377,52 @@ fn times_share_the_tracer_clock() {
         "SYN at {} us, connect() between {before} and {after} us",
         syn.t_us
     );
+}
+
+/// Tracer and capture in one Timeline: the server's `ESTABLISHED -> CLOSE_WAIT` is linked to
+/// the client's FIN, which (with the tracepoint) came a moment before it on the same clock.
+#[test]
+fn one_timeline_links_the_fin_to_close_wait() {
+    if !here_or_in_namespace("one_timeline_links_the_fin_to_close_wait") {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let tracer = Tracer::start(TraceConfig::ports(&[server.port()])).unwrap();
+    let cap = capture::loopback(&[server.port()], Some(tracer.started())).unwrap();
+    let c = connect(server);
+    let mut s = accept(&listener);
+    thread::sleep(Duration::from_millis(20));
+    drop(c);
+    read_to_eof(&mut s);
+    thread::sleep(Duration::from_millis(20));
+    drop(s);
+    thread::sleep(Duration::from_millis(50));
+    let report = cap.finish().unwrap();
+    let backend = tracer.backend();
+    let timeline = tracer.stop().unwrap().with_segments(report.segments);
+    let i = timeline
+        .events
+        .iter()
+        .position(|e| e.local == server && e.to == TcpState::CloseWait)
+        .expect("the server went to CLOSE_WAIT");
+    let fin = timeline.cause_of(i).expect("a cause on the wire");
+    assert!(fin.has(Flag::Fin) && fin.dst == server, "{fin}");
+    eprintln!(
+        "backend {backend}: FIN at {} us, CLOSE_WAIT at {} us",
+        fin.t_us, timeline.events[i].t_us
+    );
+    if backend == Backend::Tracepoint {
+        let e = &timeline.events[i];
+        assert!(
+            fin.t_us <= e.t_us + 50 && e.t_us < fin.t_us + 5_000,
+            "FIN at {} us, CLOSE_WAIT at {} us",
+            fin.t_us,
+            e.t_us
+        );
+    }
+    let json = serde_json::to_string(&timeline).unwrap();
+    assert!(json.contains("\"segments\"") && json.contains("CLOSE_WAIT"));
 }
 
 #[test]
