@@ -21,6 +21,9 @@ enum Command {
     /// Print every TCP state change on some ports as it happens (tracepoint as root, else
     /// sock_diag polling).
     Trace(cli::trace::TraceArgs),
+    /// Print every TCP segment on some ports of lo as it crosses the wire, with the state
+    /// changes beside it; save it as pcapng (root, or a namespace of your own).
+    Capture(cli::capture::CaptureArgs),
     /// Check what this machine and user can do, and what the sysctls mean for the lessons.
     Doctor(cli::doctor::DoctorArgs),
     /// Live counts per state, refreshed until Ctrl-C.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Model(args) => cli::model::run(&args),
         Command::Diagram(args) => cli::diagram::run(&args),
         Command::Trace(args) => cli::trace::run(&args),
+        Command::Capture(args) => cli::capture::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! The runner's subcommands, one file each, and what they share (`runner`).
 
+pub mod capture;
 pub mod diagram;
 pub mod doctor;
 pub mod lessons;
