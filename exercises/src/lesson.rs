@@ -15,11 +15,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
+use tcplab_core::observe::capture::{Capture, CaptureReport};
 use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
 use tcplab_core::observe::{self, Method, Query, SocketRow};
-use tcplab_core::{TcpState, Timeline};
+use tcplab_core::{Segment, TcpState, Timeline};
 
 use crate::catalog::{Binary, Catalog, Lesson, Verdict};
+
+mod wire;
 
 /// The most connections a lesson accepts: enough to see piles, bounded so a typo cannot
 /// exhaust the machine.
@@ -57,6 +60,11 @@ pub struct LessonArgs {
     /// see TIME_WAIT grow by exactly that much each second.
     #[arg(long, value_name = "PER_SEC", requires = "churn_secs")]
     pub churn_rate: Option<f64>,
+    /// Capture the segments on the lesson's port and write them to FILE as pcapng, state
+    /// changes as packet comments; the report gains `segments`. Without root the lesson runs
+    /// in a user + network namespace of its own to capture.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
 }
 
 /// `--backend` values.
@@ -180,6 +188,9 @@ pub struct Report {
     pub reasons: Vec<String>,
     pub facts: serde_json::Map<String, serde_json::Value>,
     pub timeline: Timeline,
+    /// With `--pcap`: every segment on the server port (also in `timeline.segments`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<Segment>,
 }
 
 /// A running lesson.
@@ -200,6 +211,9 @@ pub struct Lab {
     failed: Vec<String>,
     /// How to look inside the lesson's private network namespace, when it made one.
     netns: Option<String>,
+    /// With `--pcap`: the running capture, then what it saw (see `wire.rs`).
+    wire: Option<Capture>,
+    wire_report: Option<CaptureReport>,
 }
 
 impl Lab {
@@ -235,6 +249,8 @@ impl Lab {
             stale: Mutex::new(HashMap::new()),
             failed: Vec::new(),
             netns: None,
+            wire: None,
+            wire_report: None,
         })
     }
 
@@ -300,6 +316,7 @@ impl Lab {
         // single-threaded when it enters its private namespace (unshare refuses otherwise).
         install_signal_cleanup();
         let tracer = Tracer::start(cfg)?;
+        self.start_wire(server_port, tracer.started());
         self.backend = tracer.backend().to_string();
         self.say(format!(
             "watching port {server_port} with the {} backend ({})",
@@ -474,6 +491,7 @@ impl Lab {
 
     /// Stop the tracer, if one runs, and keep its timeline; says whether one ran.
     fn stop_tracer(&mut self) -> Result<bool> {
+        self.stop_wire()?;
         match take_tracer() {
             Some(tracer) => {
                 self.timeline = tracer.stop()?;
@@ -487,6 +505,7 @@ impl Lab {
     /// the lesson's sockets are still alive, so `--hold` keeps them.
     pub fn finish(&mut self, verdict: Verdict, observed: Sides, why: &str) -> Result<()> {
         self.stop_tracer()?;
+        self.write_wire()?;
         let mut reasons = self.failed.clone();
         let verdict = if self.failed.is_empty() {
             reasons.push(why.to_string());
@@ -510,6 +529,7 @@ impl Lab {
             observed,
             reasons,
             facts: self.facts.clone(),
+            segments: self.timeline.segments.clone(),
             timeline: std::mem::take(&mut self.timeline),
         };
         if self.args.json {
@@ -616,6 +636,7 @@ pub fn main(name: &str, body: fn(&mut Lab) -> Result<()>) -> ExitCode {
                 lab.lesson.id, lab.lesson.title
             ));
         }
+        lab.enter_namespace_for_capture();
         body(&mut lab)
     });
     // A lesson that failed before finish() still removes its tracer's tracefs instance.

@@ -1,0 +1,110 @@
+//! `--pcap FILE` for every lesson binary: capture the segments on the lesson's server port
+//! while the lesson is watched, add them to the report (`segments`, and the timeline's
+//! `segments`) and write them as pcapng with the state changes as packet comments.
+//!
+//! Capture needs CAP_NET_RAW. As root the lesson captures on the host's `lo`, filtered in the
+//! kernel to its port. An ordinary user's lesson first moves into a user + network namespace
+//! of its own (where it has the capability, and `lo` carries only its traffic); where even
+//! that is refused, the lesson says so in one line on stderr and goes on without segments.
+//! Kept apart from the lesson frame so the frame's own logic stays in view; left out on
+//! purpose: capturing the churn phase of lessons 05 and 09 (the capture ends with the tracer,
+//! before the churn).
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::time::Instant;
+
+use tcplab_core::observe::capture::{self, CaptureReport, pcapng};
+use tcplab_core::observe::trace::is_root;
+
+use super::{Lab, print_line};
+use crate::lessons::netns;
+
+impl Lab {
+    /// Before the lesson starts any thread: an ordinary user who asked for `--pcap` gets a
+    /// user + network namespace, so the capture is allowed there.
+    pub(super) fn enter_namespace_for_capture(&mut self) {
+        if self.args.pcap.is_none() || is_root() {
+            return;
+        }
+        match netns::enter(netns::Prefer::UserNamespace) {
+            Ok(how) => {
+                self.in_private_namespace(true);
+                self.say(format!(
+                    "capturing needs CAP_NET_RAW: running in a {how} of its own, where this \
+                     user has it"
+                ));
+            }
+            Err(e) => eprintln!(
+                "{}: no capture, going on without segments: {}",
+                self.binary.name,
+                format!("{e:#}").lines().next().unwrap_or_default()
+            ),
+        }
+    }
+
+    /// Start capturing the server port, on the tracer's clock (from [`Lab::watch`]).
+    pub(super) fn start_wire(&mut self, server_port: u16, origin: Instant) {
+        if self.args.pcap.is_none() {
+            return;
+        }
+        match capture::loopback(&[server_port], Some(origin)) {
+            Ok(c) => {
+                self.say(format!("capturing segments: {}", c.note()));
+                self.wire = Some(c);
+            }
+            Err(e) => eprintln!("{}: going on without segments: {e}", self.binary.name),
+        }
+    }
+
+    /// Stop the capture, if one runs, and keep what it saw.
+    pub(super) fn stop_wire(&mut self) -> anyhow::Result<()> {
+        if let Some(c) = self.wire.take() {
+            let report = c.finish()?;
+            for w in &report.warnings {
+                eprintln!("{}: {w}", self.binary.name);
+            }
+            self.wire_report = Some(report);
+        }
+        Ok(())
+    }
+
+    /// Put the segments beside the state changes and write the pcapng file.
+    pub(super) fn write_wire(&mut self) -> anyhow::Result<()> {
+        let Some(report) = self.wire_report.take() else {
+            return Ok(());
+        };
+        let CaptureReport {
+            segments,
+            frames,
+            stats,
+            ..
+        } = report;
+        if let Some(path) = &self.args.pcap {
+            let file = File::create(path)
+                .map_err(|e| anyhow::anyhow!("create {}: {e}", path.display()))?;
+            let info = pcapng::PcapInfo {
+                interface: "lo".into(),
+                ports: self.server_port.into_iter().collect(),
+                stats: Some(stats),
+            };
+            let comments = pcapng::write(
+                BufWriter::new(file),
+                &frames,
+                &segments,
+                &self.timeline.events,
+                &info,
+            )?;
+            if self.narrating() {
+                print_line(&format!(
+                    "    wrote {} ({} segments, {comments} state changes as packet comments)",
+                    path.display(),
+                    segments.len()
+                ));
+            }
+        }
+        let timeline = std::mem::take(&mut self.timeline);
+        self.timeline = timeline.with_segments(segments);
+        Ok(())
+    }
+}
