@@ -1,5 +1,6 @@
 //! The wire: every TCP segment on some ports of a loopback interface, with the kernel's
-//! timestamp, on the tracer's clock, so segments and state changes make one [`Timeline`].
+//! timestamp, on the tracer's clock, so segments and state changes make one
+//! [`crate::Timeline`].
 //!
 //! How, in four steps:
 //! 1. an AF_PACKET socket on the interface ([`ring`]), with a classic BPF program
