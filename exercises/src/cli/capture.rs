@@ -87,6 +87,8 @@ pub fn run(args: &CaptureArgs) -> Result<ExitCode> {
         interface: args.interface.clone(),
         ports: args.ports.clone(),
         origin: Some(origin),
+        // The frames are only needed for the file.
+        keep_frames: args.pcap.is_some(),
         ..CaptureConfig::default()
     };
     let cap = match capture::Capture::start(cfg) {

@@ -24,7 +24,10 @@
 //! [`Error::Permission`] with one line saying so, and the caller goes on without segments.
 //!
 //! Left out on purpose: interfaces other than loopback are not tested (the code takes any
-//! name), no promiscuous mode, no payload bytes kept past `snaplen`, and no reassembly.
+//! name), no promiscuous mode, no payload bytes kept past `snaplen`, no reassembly, and no
+//! bounded history: a capture keeps every segment until it is finished (a lesson's few
+//! hundred, or a benchmark's million, about 100 bytes each; for hours of a busy interface,
+//! use tcpdump with a ring of files).
 
 pub mod bpf;
 pub mod pcapng;
@@ -55,6 +58,8 @@ pub struct CaptureConfig {
     /// Bytes of each frame kept for the pcapng file (headers and the start of the payload,
     /// like `tcpdump -s`); the segment's `len` is always the full payload length.
     pub snaplen: u32,
+    /// Keep the frames (for a pcapng file); without, only the parsed segments are kept.
+    pub keep_frames: bool,
     /// The ring: bytes per block (a power of two, a multiple of the page size), blocks, and
     /// how long the kernel may hold a block that is not full.
     pub block_size: u32,
@@ -69,6 +74,7 @@ impl Default for CaptureConfig {
             ports: Vec::new(),
             origin: None,
             snaplen: 256,
+            keep_frames: true,
             block_size: 1 << 20,
             blocks: 32,
             block_timeout: Duration::from_millis(5),
@@ -128,7 +134,7 @@ pub struct CaptureStats {
 pub struct CaptureReport {
     /// Every segment, in capture order, numbered.
     pub segments: Vec<Segment>,
-    /// `frames[i]` is the frame of `segments[i]`.
+    /// `frames[i]` is the frame of `segments[i]` (empty when frames were not kept).
     pub frames: Vec<Frame>,
     pub stats: CaptureStats,
     /// Things that went wrong but did not stop the capture.
@@ -274,6 +280,7 @@ impl Capture {
             offset_at: Instant::now(),
             loopback,
             snaplen: cfg.snaplen as usize,
+            keep_frames: cfg.keep_frames,
             block_timeout: cfg.block_timeout,
         };
         let worker = std::thread::Builder::new()
@@ -374,6 +381,7 @@ struct Reader {
     offset_at: Instant,
     loopback: bool,
     snaplen: usize,
+    keep_frames: bool,
     block_timeout: Duration,
 }
 
@@ -427,6 +435,7 @@ impl Reader {
             offset_ns,
             loopback,
             snaplen,
+            keep_frames,
             ..
         } = self;
         let blocks = ring.drain(|f| {
@@ -441,6 +450,9 @@ impl Reader {
             let mono = i128::from(f.real_ns) - *offset_ns;
             let t_us = ((mono - *origin_ns).max(0) / 1000) as u64;
             segs.push(numbering.number(parsed, t_us));
+            if !*keep_frames {
+                return;
+            }
             frames.push(Frame {
                 real_ns: f.real_ns,
                 len: f.len,

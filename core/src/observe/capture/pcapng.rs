@@ -63,24 +63,23 @@ pub fn comment(e: &Event) -> String {
 /// For each event, the index of the segment nearest to it in time (the earlier one on a
 /// tie: a change usually follows the segment that caused it). Empty segments: none.
 pub fn nearest(segments: &[Segment], events: &[Event]) -> Vec<Option<usize>> {
+    // Capture order is time order only to within a few microseconds (two CPUs may hand
+    // frames over a little out of order): search the segments sorted by time.
+    let mut order: Vec<usize> = (0..segments.len()).collect();
+    order.sort_by_key(|&i| segments[i].t_us);
     events
         .iter()
         .map(|e| {
-            if segments.is_empty() {
-                return None;
-            }
-            // Segments are in capture order, which is time order.
-            let after = segments.partition_point(|s| s.t_us <= e.t_us);
-            let before = after.checked_sub(1);
-            match (before, (after < segments.len()).then_some(after)) {
+            let after = order.partition_point(|&i| segments[i].t_us <= e.t_us);
+            let before = after.checked_sub(1).map(|k| order[k]);
+            let after = order.get(after).copied();
+            match (before, after) {
                 (Some(b), Some(a)) => {
                     let db = e.t_us - segments[b].t_us;
                     let da = segments[a].t_us - e.t_us;
                     Some(if db <= da { b } else { a })
                 }
-                (Some(b), None) => Some(b),
-                (None, Some(a)) => Some(a),
-                (None, None) => None,
+                (b, a) => b.or(a),
             }
         })
         .collect()
@@ -261,6 +260,31 @@ mod tests {
         );
         assert_eq!(back[1].comments.len(), 2);
         assert!(back[1].comments[1].contains("TIME_WAIT -> CLOSE"));
+    }
+
+    #[test]
+    fn nearest_tolerates_frames_slightly_out_of_order() {
+        let mut n = Numbering::new();
+        let p = parse_frame(&hex(SYN_V4)).unwrap();
+        let segs: Vec<Segment> = [100, 90, 200]
+            .into_iter()
+            .map(|t| n.number(p.clone(), t))
+            .collect();
+        let ev = |t| {
+            Event::new(
+                t,
+                p.src,
+                p.dst,
+                TcpState::SynSent,
+                TcpState::Established,
+                Source::Tracepoint,
+            )
+        };
+        assert_eq!(
+            nearest(&segs, &[ev(95), ev(0), ev(180), ev(999)]),
+            vec![Some(1), Some(1), Some(2), Some(2)]
+        );
+        assert_eq!(nearest(&[], &[ev(5)]), vec![None]);
     }
 
     #[test]
