@@ -34,6 +34,7 @@ pub mod pcapng;
 pub mod ring;
 
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -141,12 +142,38 @@ pub struct CaptureReport {
     pub warnings: Vec<String>,
 }
 
-#[derive(Default)]
 struct Shared {
     segments: Mutex<Vec<Segment>>,
     frames: Mutex<Vec<Frame>>,
     stats: Mutex<CaptureStats>,
     stop: AtomicBool,
+    /// An eventfd the reader polls beside the ring, so a stop wakes it at once.
+    wake: OwnedFd,
+}
+
+impl Shared {
+    fn new() -> Result<Shared> {
+        // SAFETY: plain eventfd(2); the fd is owned at once.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(Error::io("eventfd", io::Error::last_os_error()));
+        }
+        Ok(Shared {
+            segments: Mutex::default(),
+            frames: Mutex::default(),
+            stats: Mutex::default(),
+            stop: AtomicBool::new(false),
+            // SAFETY: a fresh fd we own.
+            wake: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writing 8 bytes to our eventfd; a full counter (EAGAIN) is fine.
+        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -202,12 +229,21 @@ impl std::fmt::Debug for Capture {
     }
 }
 
-/// Start a capture of TCP on `ports` of `lo`, with times counted from `origin` (a
-/// tracer's start) or from now. The error, when capture is refused, is one line.
+/// Start a capture of TCP on `ports` of `lo` for a lesson, with times counted from `origin`
+/// (a tracer's start) or from now. The error, when capture is refused, is one line.
+///
+/// The ring is smaller than the default (8 blocks of 512 KiB, handed over after 2 ms): the
+/// kernel zeroes the whole ring when it is set up, and a lesson's few thousand segments need
+/// a fraction of it; the short block timeout shortens the final drain. Churn-sized traffic
+/// wants [`CaptureConfig::default`]'s 32 MiB (see the capture benchmark).
 pub fn loopback(ports: &[u16], origin: Option<Instant>) -> Result<Capture> {
-    let mut cfg = CaptureConfig::loopback(ports);
-    cfg.origin = origin;
-    Capture::start(cfg)
+    Capture::start(CaptureConfig {
+        origin,
+        block_size: 512 * 1024,
+        blocks: 8,
+        block_timeout: Duration::from_millis(2),
+        ..CaptureConfig::loopback(ports)
+    })
 }
 
 fn open_error(cfg: &CaptureConfig, e: OpenError) -> Error {
@@ -258,7 +294,7 @@ impl Capture {
             PacketRing::open(&cfg.interface, &filter, size).map_err(|e| open_error(&cfg, e))?;
         let started = cfg.origin.unwrap_or_else(Instant::now);
         let origin_ns = instant_mono_ns(started);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new()?);
         let ports = if cfg.ports.is_empty() {
             "every port".to_string()
         } else {
@@ -327,7 +363,7 @@ impl Capture {
     /// timeout so a block that is not full is handed over), then ends. The segments stay
     /// readable; the error, if the reader failed, is returned here (once).
     pub fn halt(&mut self) -> Result<()> {
-        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.stop();
         match self.worker.take() {
             None => Ok(()),
             Some(w) => match w.join() {
@@ -395,17 +431,23 @@ impl Reader {
                 // out (twice, and at most a bounded number of rounds), then stop.
                 let until = Instant::now() + self.block_timeout * 2 + Duration::from_millis(5);
                 while Instant::now() < until {
-                    self.ring
-                        .wait(until.saturating_duration_since(Instant::now()))
-                        .map_err(|e| Error::io("poll the capture socket", e))?;
+                    // The eventfd stays readable now: this sleeps instead of polling.
+                    std::thread::sleep(Duration::from_millis(1));
                     self.read_blocks();
                 }
                 self.read_blocks();
                 self.update_stats();
+                // Closing an AF_PACKET socket waits for an RCU grace period
+                // (synchronize_net), tens of milliseconds on a busy machine: done off the
+                // caller's path, once everything is read.
+                let ring = self.ring;
+                let _ = std::thread::Builder::new()
+                    .name("tcplab-capture-close".into())
+                    .spawn(move || drop(ring));
                 return Ok(());
             }
             self.ring
-                .wait(tick)
+                .wait(tick, &self.shared.wake)
                 .map_err(|e| Error::io("poll the capture socket", e))?;
             self.read_blocks();
             if self.offset_at.elapsed() >= Duration::from_secs(1) {

@@ -230,18 +230,32 @@ impl PacketRing {
         Ok((ring, loopback))
     }
 
-    /// Wait up to `timeout` for a block to be handed over.
-    pub fn wait(&self, timeout: Duration) -> io::Result<()> {
+    /// Wait up to `timeout` for a block to be handed over, or for `wake` (an eventfd) to
+    /// become readable.
+    pub fn wait(&self, timeout: Duration, wake: &OwnedFd) -> io::Result<()> {
         if self.block_ready(self.next) {
             return Ok(());
         }
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN | libc::POLLERR,
-            revents: 0,
+        let mut pfds = [
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN | libc::POLLERR,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds for the duration of the call.
+        let rc = unsafe {
+            libc::poll(
+                pfds.as_mut_ptr(),
+                2,
+                timeout.as_millis().clamp(1, 60_000) as i32,
+            )
         };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let rc = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().clamp(1, 60_000) as i32) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
