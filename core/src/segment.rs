@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
+use etherparse::{LaxNetSlice, LaxSlicedPacket, TcpOptionElement, TransportSlice};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// One TCP flag. Listed in [`Flag::ALL`] in the order they are printed; serialized by name.
@@ -268,34 +268,44 @@ pub struct Parsed {
 }
 
 /// Parse one Ethernet frame (loopback frames carry a 14-byte Ethernet header with zero
-/// addresses) holding IPv4 or IPv6 and TCP. `None` for anything else, a fragment, or a
-/// header cut short.
+/// addresses) holding IPv4 or IPv6 and TCP. The frame may be cut after the TCP header (the
+/// capture keeps only the first bytes): the payload length comes from the IP header's
+/// length fields. `None` for anything else, a fragment, or headers cut short.
 pub fn parse_frame(frame: &[u8]) -> Option<Parsed> {
-    let sliced = SlicedPacket::from_ethernet(frame).ok()?;
-    let (src_ip, dst_ip, ip_payload_len): (IpAddr, IpAddr, usize) = match sliced.net.as_ref()? {
-        NetSlice::Ipv4(v4) => {
+    let sliced = LaxSlicedPacket::from_ethernet(frame).ok()?;
+    let (src_ip, dst_ip, declared, payload) = match sliced.net.as_ref()? {
+        LaxNetSlice::Ipv4(v4) => {
             let h = v4.header();
-            if v4.payload().fragmented {
-                return None;
-            }
+            let declared = usize::from(h.total_len()).saturating_sub(usize::from(h.ihl()) * 4);
             (
                 IpAddr::V4(h.source_addr()),
                 IpAddr::V4(h.destination_addr()),
-                v4.payload().payload.len(),
+                declared,
+                v4.payload(),
             )
         }
-        NetSlice::Ipv6(v6) => {
+        LaxNetSlice::Ipv6(v6) => {
             let h = v6.header();
-            if v6.payload().fragmented {
-                return None;
-            }
+            let exts = v6.extensions().slice().len();
+            let declared = usize::from(h.payload_length()).saturating_sub(exts);
             (
                 IpAddr::V6(h.source_addr()),
                 IpAddr::V6(h.destination_addr()),
-                v6.payload().payload.len(),
+                declared,
+                v6.payload(),
             )
         }
-        _ => return None,
+        LaxNetSlice::Arp(_) => return None,
+    };
+    if payload.fragmented {
+        return None;
+    }
+    // What the IP header says, when the bytes were cut; what is there, otherwise (a GSO
+    // packet's length field may be stale, the bytes are not).
+    let ip_payload_len = if payload.incomplete {
+        declared
+    } else {
+        payload.payload.len()
     };
     let TransportSlice::Tcp(tcp) = sliced.transport? else {
         return None;
@@ -465,6 +475,21 @@ pub(crate) mod tests {
         assert_eq!(p.win, 512);
         assert_eq!(p.options.timestamps, Some((7, 9)));
         assert_eq!(p.options.sack, vec![(3000, 3100)]);
+    }
+
+    #[test]
+    fn a_frame_cut_after_the_headers_keeps_its_length() {
+        let full = fin_v6();
+        let cut = &full[..full.len() - 5]; // the payload's 5 bytes not captured
+        let p = parse_frame(cut).expect("a TCP segment");
+        assert_eq!(p.len, 5);
+        assert_eq!(p.options.sack, vec![(3000, 3100)]);
+        let mut v4 = hex(SYN_V4);
+        // Say the IPv4 packet carries 100 bytes of payload that were not captured.
+        v4[16..18].copy_from_slice(&(60u16 + 100).to_be_bytes());
+        assert_eq!(parse_frame(&v4).unwrap().len, 100);
+        // Cut inside the TCP header: nothing to parse.
+        assert_eq!(parse_frame(&full[..14 + 40 + 10]), None);
     }
 
     #[test]

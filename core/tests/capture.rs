@@ -356,6 +356,35 @@ fn refused_capture_says_why_in_one_line() {
     );
 }
 
+/// A megabyte in flight: the ring holds only the first bytes of each frame, yet every
+/// segment's length, from the IP header, adds up to what was sent, and nothing is dropped.
+#[test]
+fn a_megabyte_is_counted_from_headers() {
+    if !here_or_in_namespace("a_megabyte_is_counted_from_headers") {
+        return;
+    }
+    const SIZE: usize = 1 << 20;
+    let (_, report) = capture_scenario(|listener, server| {
+        let mut c = connect(server);
+        let mut s = accept(&listener);
+        let reader = thread::spawn(move || read_to_eof(&mut s).len());
+        c.write_all(&vec![7u8; SIZE]).unwrap();
+        drop(c);
+        assert_eq!(reader.join().unwrap(), SIZE);
+        thread::sleep(PAUSE);
+    });
+    let sent: u64 = report
+        .segments
+        .iter()
+        .filter(|s| s.dst == report.segments[0].dst)
+        .map(|s| u64::from(s.len))
+        .sum();
+    assert_eq!(sent, SIZE as u64);
+    assert_eq!(report.stats.kernel_drops, 0);
+    assert!(report.frames.iter().all(|f| f.data.len() <= 256));
+    assert!(report.frames.iter().any(|f| f.len as usize > 1000));
+}
+
 /// A segment's time is on CLOCK_MONOTONIC from the origin, like the tracer's events: the
 /// SYN lies between two readings of `Instant` taken around connect().
 #[test]

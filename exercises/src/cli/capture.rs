@@ -216,6 +216,7 @@ pub fn run(args: &CaptureArgs) -> Result<ExitCode> {
             interface: args.interface.clone(),
             ports: args.ports.clone(),
             stats: Some(report.stats),
+            snaplen: CaptureConfig::default().snaplen,
         };
         let comments = pcapng::write(
             BufWriter::new(file),

@@ -87,6 +87,7 @@ impl Lab {
                 interface: "lo".into(),
                 ports: self.server_port.into_iter().collect(),
                 stats: Some(stats),
+                snaplen: capture::CaptureConfig::default().snaplen,
             };
             let comments = pcapng::write(
                 BufWriter::new(file),

@@ -24,9 +24,10 @@ const RET_K: u16 = 0x06; // return k (bytes to keep; 0 drops)
 const ETHERTYPE_IPV4: u32 = 0x0800;
 const ETHERTYPE_IPV6: u32 = 0x86dd;
 const IPPROTO_TCP: u32 = 6;
-/// How many bytes of a matching frame the filter lets through: all of them (a loopback
-/// frame is at most 64 KiB plus headers, and the kernel caps this at the frame's length).
-pub const KEEP: u32 = 0x40000;
+/// The fewest bytes of a matching frame the filter lets through: the largest Ethernet,
+/// IPv6 and TCP headers (14 + 40 + 60) fit. The kernel records the frame's full length
+/// beside the bytes it keeps.
+pub const MIN_KEEP: u32 = 128;
 
 /// One instruction, laid out as `struct sock_filter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +57,10 @@ enum Op {
 /// The most ports one filter takes: jump offsets are one byte.
 pub const MAX_PORTS: usize = 60;
 
-/// The program for TCP to or from any of `ports` (every TCP segment when `ports` is empty).
-/// `None` when there are more than [`MAX_PORTS`] ports.
-pub fn tcp_ports(ports: &[u16]) -> Option<Vec<Insn>> {
+/// The program for TCP to or from any of `ports` (every TCP segment when `ports` is empty),
+/// keeping the first `keep` bytes of each (at least [`MIN_KEEP`]). `None` when there are
+/// more than [`MAX_PORTS`] ports.
+pub fn tcp_ports(ports: &[u16], keep: u32) -> Option<Vec<Insn>> {
     if ports.len() > MAX_PORTS {
         return None;
     }
@@ -82,7 +84,7 @@ pub fn tcp_ports(ports: &[u16]) -> Option<Vec<Insn>> {
     ops.push(Op::Label(To::Drop));
     ops.push(Op::Stmt(RET_K, 0));
     ops.push(Op::Label(To::Accept));
-    ops.push(Op::Stmt(RET_K, KEEP));
+    ops.push(Op::Stmt(RET_K, keep.max(MIN_KEEP)));
     Some(assemble(&ops))
 }
 
@@ -159,6 +161,8 @@ mod tests {
     use super::*;
     use crate::segment::tests::{SYN_V4, fin_v6, hex};
 
+    const KEEP: u32 = 256;
+
     /// Runs the instructions this module emits, as the kernel would: the bytes to keep.
     fn run(prog: &[Insn], pkt: &[u8]) -> u32 {
         let (mut a, mut x) = (0u32, 0u32);
@@ -207,7 +211,7 @@ mod tests {
             (vec![5001], false, false),
             (vec![], true, true),
         ] {
-            let prog = tcp_ports(&ports).unwrap();
+            let prog = tcp_ports(&ports, KEEP).unwrap();
             assert_eq!(run(&prog, &syn) == KEEP, want_v4, "v4, ports {ports:?}");
             assert_eq!(run(&prog, &v6) == KEEP, want_v6, "v6, ports {ports:?}");
         }
@@ -215,7 +219,7 @@ mod tests {
 
     #[test]
     fn drops_udp_fragments_and_short_frames() {
-        let prog = tcp_ports(&[5000]).unwrap();
+        let prog = tcp_ports(&[5000], KEEP).unwrap();
         let mut udp = hex(SYN_V4);
         udp[23] = 17;
         assert_eq!(run(&prog, &udp), 0);
@@ -232,9 +236,9 @@ mod tests {
     #[test]
     fn refuses_too_many_ports() {
         let many: Vec<u16> = (1..=MAX_PORTS as u16 + 1).collect();
-        assert!(tcp_ports(&many).is_none());
+        assert!(tcp_ports(&many, KEEP).is_none());
         let max: Vec<u16> = (1..=MAX_PORTS as u16).collect();
-        let prog = tcp_ports(&max).unwrap();
+        let prog = tcp_ports(&max, KEEP).unwrap();
         assert!(prog.len() < 4096);
         let mut syn = hex(SYN_V4);
         syn[36..38].copy_from_slice(&(MAX_PORTS as u16).to_be_bytes()); // dst port

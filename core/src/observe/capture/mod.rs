@@ -56,8 +56,11 @@ pub struct CaptureConfig {
     /// Where `t_us` counts from: a tracer's [`crate::observe::trace::Tracer::started`] to
     /// share its clock; `None` counts from the capture's start.
     pub origin: Option<Instant>,
-    /// Bytes of each frame kept for the pcapng file (headers and the start of the payload,
-    /// like `tcpdump -s`); the segment's `len` is always the full payload length.
+    /// Bytes of each frame the kernel copies into the ring and we keep for the pcapng file
+    /// (headers and the start of the payload, like `tcpdump -s`; at least
+    /// [`bpf::MIN_KEEP`], so the headers always fit). The segment's `len` is always the full
+    /// payload length, from the IP header. Keeping the ring free of payload is what lets a
+    /// lesson that sends megabytes be captured without a drop.
     pub snaplen: u32,
     /// Keep the frames (for a pcapng file); without, only the parsed segments are kept.
     pub keep_frames: bool,
@@ -270,7 +273,7 @@ impl Capture {
     /// Open the socket, attach the filter, map the ring and start the reader thread.
     /// Returns once the socket is bound: every segment after this returns is captured.
     pub fn start(cfg: CaptureConfig) -> Result<Capture> {
-        let filter = bpf::tcp_ports(&cfg.ports).ok_or_else(|| {
+        let filter = bpf::tcp_ports(&cfg.ports, cfg.snaplen).ok_or_else(|| {
             Error::InvalidInput(format!(
                 "capture watches at most {} ports, not {}",
                 bpf::MAX_PORTS,

@@ -37,6 +37,8 @@ pub struct PcapInfo {
     pub ports: Vec<u16>,
     /// The kernel's counters, written as an interface statistics block.
     pub stats: Option<CaptureStats>,
+    /// Bytes kept of each frame (0: no limit).
+    pub snaplen: u32,
 }
 
 /// The filter as tcpdump would spell it.
@@ -117,7 +119,7 @@ pub fn write<W: Write>(
     filter.extend_from_slice(filter_text(&info.ports).as_bytes());
     let idb = InterfaceDescriptionBlock {
         linktype: DataLink::ETHERNET,
-        snaplen: 0,
+        snaplen: info.snaplen,
         options: vec![
             InterfaceDescriptionOption::IfName(Cow::Owned(info.interface.clone())),
             // Timestamps in nanoseconds, which is how pcap-file writes them.
@@ -245,6 +247,7 @@ mod tests {
             interface: "lo".into(),
             ports: vec![5000],
             stats: Some(CaptureStats::default()),
+            snaplen: 256,
         };
         assert_eq!(
             write(&mut buf, &frames, &segments, &events, &info).unwrap(),
