@@ -11,7 +11,7 @@
 //!
 //! Run: `cargo bench -p tcplab-exercises --bench capture`. TCPLAB_BENCH_RUNS (default 3) pairs
 //! of runs of TCPLAB_BENCH_SECS (default 3, at most 10) seconds per closer;
-//! TCPLAB_BENCH_BLOCKS (default 32) ring blocks of 1 MiB. Needs root or unprivileged user
+//! TCPLAB_BENCH_BLOCKS (default 128, the capture's default) ring blocks of 256 KiB. Needs root or unprivileged user
 //! namespaces; says so and stops otherwise. Left out on purpose: the tracer (its own bench
 //! is `--bench trace`) and pcapng writing (it happens after the capture).
 
@@ -34,10 +34,10 @@ fn main() {
     }
     let runs: usize = env_or("TCPLAB_BENCH_RUNS", 3).clamp(1, 20);
     let secs: f64 = env_or("TCPLAB_BENCH_SECS", 3.0_f64).clamp(0.5, churn::MAX_SECS);
-    let blocks: u32 = env_or("TCPLAB_BENCH_BLOCKS", 32).clamp(1, 1024);
+    let blocks: u32 = env_or("TCPLAB_BENCH_BLOCKS", 128).clamp(1, 4096);
     println!(
         "capture under churn: {runs} pairs of runs x {secs} s per closer, each run in a fresh \
-         network namespace; ring of {blocks} x 1 MiB blocks"
+         network namespace; ring of {blocks} x 256 KiB blocks"
     );
     for closer in ["server", "client"] {
         let mut plain = Vec::new();
@@ -102,7 +102,7 @@ fn one(mode: &str, closer: &str, secs: &str) {
     }
     let cap = if mode == "capture" {
         let cfg = CaptureConfig {
-            blocks: env_or("TCPLAB_BENCH_BLOCKS", 32),
+            blocks: env_or("TCPLAB_BENCH_BLOCKS", 128),
             ..CaptureConfig::loopback(&[])
         };
         match Capture::start(cfg) {

@@ -79,8 +79,8 @@ impl Default for CaptureConfig {
             origin: None,
             snaplen: 256,
             keep_frames: true,
-            block_size: 1 << 20,
-            blocks: 32,
+            block_size: 256 * 1024,
+            blocks: 128,
             block_timeout: Duration::from_millis(5),
         }
     }
@@ -235,16 +235,18 @@ impl std::fmt::Debug for Capture {
 /// Start a capture of TCP on `ports` of `lo` for a lesson, with times counted from `origin`
 /// (a tracer's start) or from now. The error, when capture is refused, is one line.
 ///
-/// The ring is smaller than the default (8 blocks of 512 KiB, handed over after 2 ms): the
+/// The ring is smaller than the default (64 blocks of 64 KiB, handed over after 4 ms): the
 /// kernel zeroes the whole ring when it is set up, and a lesson's few thousand segments need
-/// a fraction of it; the short block timeout shortens the final drain. Churn-sized traffic
-/// wants [`CaptureConfig::default`]'s 32 MiB (see the capture benchmark).
+/// a fraction of it. The kernel hands a block over when it is full or its timeout runs out,
+/// so a quiet lesson still uses a block per timeout: 64 of them ride out a reader kept off
+/// the CPU for a quarter of a second. Churn-sized traffic wants
+/// [`CaptureConfig::default`]'s 32 MiB (see the capture benchmark).
 pub fn loopback(ports: &[u16], origin: Option<Instant>) -> Result<Capture> {
     Capture::start(CaptureConfig {
         origin,
-        block_size: 512 * 1024,
-        blocks: 8,
-        block_timeout: Duration::from_millis(2),
+        block_size: 64 * 1024,
+        blocks: 64,
+        block_timeout: Duration::from_millis(4),
         ..CaptureConfig::loopback(ports)
     })
 }
