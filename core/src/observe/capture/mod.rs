@@ -432,13 +432,17 @@ impl Reader {
         loop {
             let stopping = self.shared.stop.load(Ordering::SeqCst);
             if stopping {
-                // A block that is not full is handed over after block_timeout: wait that
-                // out (twice, and at most a bounded number of rounds), then stop.
+                // A block that is not full is handed over after block_timeout: when the
+                // kernel has begun one, wait that out (twice at most), then stop. A frame
+                // still in a softirq gets a millisecond to land first.
                 let until = Instant::now() + self.block_timeout * 2 + Duration::from_millis(5);
                 while Instant::now() < until {
                     // The eventfd stays readable now: this sleeps instead of polling.
                     std::thread::sleep(Duration::from_millis(1));
                     self.read_blocks();
+                    if self.ring.idle() {
+                        break;
+                    }
                 }
                 self.read_blocks();
                 self.update_stats();

@@ -284,6 +284,20 @@ impl PacketRing {
         status & libc::TP_STATUS_USER != 0
     }
 
+    /// Whether nothing waits to be read: the next block is still the kernel's and it has
+    /// written no frame into it yet (the kernel counts frames in the block's header as it
+    /// fills it, before handing it over).
+    pub fn idle(&self) -> bool {
+        if self.block_ready(self.next) {
+            return false;
+        }
+        let desc = self.block(self.next);
+        // SAFETY: the descriptor is inside the mapping; a volatile read of a counter the
+        // kernel writes, used only as a hint.
+        let n = unsafe { std::ptr::addr_of!((*desc).hdr.bh1.num_pkts).read_volatile() };
+        n == 0
+    }
+
     /// Hand every ready block's frames to `f`, in order, and give the blocks back.
     /// Returns how many blocks were read.
     pub fn drain(&mut self, mut f: impl FnMut(RawFrame<'_>)) -> u32 {
