@@ -272,6 +272,17 @@ fn variants_come_from_the_catalog() {
     let (ok, text) = desk.tcplab(&["run", "06", "--variant", "reuseaddr"]);
     assert!(!ok);
     assert!(text.contains("leak, fixed, student"), "{text}");
+    // `--pcap DIR` writes one capture per binary run, named after it.
+    let dir = std::env::temp_dir().join(format!("tcplab-pcap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, text) = desk.tcplab(&["run", "03", "-n", "2", "--pcap", dir.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    for name in ["03-close-wait-leak", "03-close-wait-fixed"] {
+        let file = dir.join(format!("{name}.pcapng"));
+        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 0, "{} is missing or empty:\n{text}", file.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     // A read-and-run lesson gives no check credit.
     let (ok, text) = desk.tcplab(&["check", "02"]);
     assert!(!ok);

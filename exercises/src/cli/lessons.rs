@@ -39,13 +39,17 @@ pub struct PassThrough {
     /// With --churn-secs: connections per second to aim at instead of full speed.
     #[arg(long, value_name = "PER_SEC", requires = "churn_secs")]
     pub churn_rate: Option<f64>,
+    /// Capture each binary's segments into DIR/BINARY.pcapng (open them in Wireshark: the
+    /// state changes are packet comments).
+    #[arg(long, value_name = "DIR")]
+    pub pcap: Option<PathBuf>,
 }
 
 impl PassThrough {
     /// The flags for one of `lesson`'s binaries: the churn flags go to lessons with a churn
     /// phase only (`run` refuses them for the others; the tour passes them where they apply).
-    fn args_for(&self, lesson: &Lesson) -> Vec<String> {
-        if lesson.churn {
+    fn args_for(&self, lesson: &Lesson, binary: &str) -> Vec<String> {
+        let mut args = if lesson.churn {
             self.args()
         } else {
             PassThrough {
@@ -54,7 +58,12 @@ impl PassThrough {
                 ..self.clone()
             }
             .args()
+        };
+        if let Some(dir) = &self.pcap {
+            args.push("--pcap".to_string());
+            args.push(dir.join(format!("{binary}.pcapng")).display().to_string());
         }
+        args
     }
 
     fn args(&self) -> Vec<String> {
@@ -392,7 +401,7 @@ fn show_lesson(
     if narrate {
         let mut ok = true;
         for c in choices {
-            let out = runner::run_path(&path_of(c)?, &pass.args_for(lesson), false)?;
+            let out = runner::run_path(&path_of(c)?, &pass.args_for(lesson, c.name()), false)?;
             ok &= out.success;
         }
         return Ok(ok);
@@ -406,7 +415,7 @@ fn show_lesson(
     let mut reports = Vec::new();
     for c in choices {
         bar.set_message(c.name().to_string());
-        let report = runner::report_of(&path_of(c)?, &pass.args_for(lesson));
+        let report = runner::report_of(&path_of(c)?, &pass.args_for(lesson, c.name()));
         bar.inc(1);
         let mut report = report?;
         // A student's copy is meant to end clean, whatever binary it was copied from.
@@ -429,6 +438,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         );
     }
     let choices = chosen(lesson, args.variant.as_deref())?;
+    if let Some(dir) = &args.pass.pcap {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("making the folder for --pcap: {}", dir.display()))?;
+    }
     let paths = build_choices(&choices)?;
     let ok = show_lesson(lesson, &choices, &paths, args.narrate, &args.pass)?;
     println!("\n{}", lesson.summary);
@@ -797,6 +810,10 @@ pub fn tour(args: &TourArgs) -> Result<ExitCode> {
         .iter()
         .flat_map(|l| l.binaries.iter().map(Choice::Shipped))
         .collect();
+    if let Some(dir) = &args.pass.pcap {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("making the folder for --pcap: {}", dir.display()))?;
+    }
     let paths = build_choices(&all)?;
     let pause = !args.no_pause && std::io::stdin().is_terminal();
     let cmd = command_name();
