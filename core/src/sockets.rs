@@ -165,6 +165,31 @@ fn getsockopt_int<S: AsFd>(socket: &S, level: i32, name: i32) -> io::Result<i32>
     }
 }
 
+/// `ip link set lo up`, with the SIOCGIFFLAGS/SIOCSIFFLAGS ioctls: a new namespace starts
+/// with `lo` down. Shared by the lessons that make a namespace and by the tests.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: an ordinary socket used only for two interface ioctls on a zeroed ifreq with a
+    // NUL-terminated name, closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
+        if rc == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+        }
+        let err = io::Error::last_os_error();
+        libc::close(fd);
+        if rc == 0 { Ok(()) } else { Err(err) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

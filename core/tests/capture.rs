@@ -32,24 +32,7 @@ fn is_root() -> bool {
 
 /// `ip link set lo up` (a new network namespace starts with it down).
 fn loopback_up() {
-    // SAFETY: a datagram socket used for two ioctls on a zeroed ifreq, then closed.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let mut ifr: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            ifr.ifr_name[i] = *b as libc::c_char;
-        }
-        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr), 0);
-        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        assert_eq!(
-            libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr),
-            0,
-            "bring lo up: {}",
-            std::io::Error::last_os_error()
-        );
-        libc::close(fd);
-    }
+    tcplab_core::sockets::loopback_up().expect("bring lo up in the new namespace");
 }
 
 /// Run this test in this process when it may capture here; otherwise run it again in a

@@ -20,21 +20,9 @@ use tcplab_core::observe::trace::is_root;
 const BIN: &str = env!("CARGO_BIN_EXE_tcplab");
 const IN_NS: &str = "TCPLAB_TEST_IN_NETNS";
 
-/// `ip link set lo up` in a fresh namespace.
+/// `ip link set lo up` (a new network namespace starts with it down).
 fn loopback_up() {
-    // SAFETY: a datagram socket used for two ioctls on a zeroed ifreq, then closed.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        assert!(fd >= 0);
-        let mut ifr: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            ifr.ifr_name[i] = *b as libc::c_char;
-        }
-        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr), 0);
-        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr), 0);
-        libc::close(fd);
-    }
+    tcplab_core::sockets::loopback_up().expect("bring lo up in the new namespace");
 }
 
 /// `true`: run the test here. Otherwise it was run again in `unshare -rn` and checked.

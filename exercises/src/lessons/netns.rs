@@ -49,7 +49,7 @@ pub fn enter(prefer: Prefer) -> Result<&'static str> {
         }
         "network namespace (as root)"
     };
-    loopback_up().context("bring lo up in the new namespace")?;
+    tcplab_core::sockets::loopback_up().context("bring lo up in the new namespace")?;
     Ok(how)
 }
 
@@ -67,31 +67,6 @@ fn map_ids(uid: libc::uid_t, gid: libc::gid_t) -> Result<()> {
     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
         .context("write /proc/self/gid_map")?;
     Ok(())
-}
-
-/// `ip link set lo up`, with the SIOCGIFFLAGS/SIOCSIFFLAGS ioctls: a new namespace starts
-/// with `lo` down.
-fn loopback_up() -> io::Result<()> {
-    // SAFETY: an ordinary socket used only for two interface ioctls on a zeroed ifreq with a
-    // NUL-terminated name, closed before returning.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut ifr: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            ifr.ifr_name[i] = *b as libc::c_char;
-        }
-        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
-        if rc == 0 {
-            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
-        }
-        let err = io::Error::last_os_error();
-        libc::close(fd);
-        if rc == 0 { Ok(()) } else { Err(err) }
-    }
 }
 
 /// Write `/proc/sys/net/ipv4/NAME` (in the namespace: only ours changes).
