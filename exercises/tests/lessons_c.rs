@@ -8,8 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::{run, run_unprivileged, run_with_env};
-use tcplab_exercises::lessons::netns::NO_NETNS_ENV;
 use serde_json::Value;
+use tcplab_exercises::lessons::netns::NO_NETNS_ENV;
 
 #[test]
 fn port_exhaustion_churn_runs_out_of_ports() {
@@ -82,7 +82,9 @@ fn port_exhaustion_churn_without_a_namespace() {
     // With tcp_tw_reuse = 2 and a 1000 ms delay (this kernel's defaults) a port comes back
     // about a second after the first connection closed; measured here: 1004 to 1011 ms.
     if f["tcp_tw_reuse"] == 2 && f["tcp_tw_reuse_delay_ms"] == 1000 {
-        let ms = f["ms_until_a_port_came_back"].as_u64().expect("a port came back");
+        let ms = f["ms_until_a_port_came_back"]
+            .as_u64()
+            .expect("a port came back");
         assert!((1000..2000).contains(&ms), "{f}");
     }
 }

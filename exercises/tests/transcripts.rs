@@ -81,9 +81,15 @@ fn filters_for(name: &str) -> Vec<(&'static str, &'static str)> {
         // the listener's port, and a port in it that another program bound (a listener of a
         // test running beside) is no use to connect(): the count may fall a little short.
         "09-port-exhaustion-churn-no-netns" | "09-port-exhaustion-pool-no-netns" => vec![
-            (r"IP_LOCAL_PORT_RANGE = \d+ \d+", "IP_LOCAL_PORT_RANGE = [LOW] [HIGH]"),
+            (
+                r"IP_LOCAL_PORT_RANGE = \d+ \d+",
+                "IP_LOCAL_PORT_RANGE = [LOW] [HIGH]",
+            ),
             (r"whole range \d+ \d+", "whole range [LOW] [HIGH]"),
-            (r"\b(9\d|100) (connections|requests|client sockets)", "[about 100] $2"),
+            (
+                r"\b(9\d|100) (connections|requests|client sockets)",
+                "[about 100] $2",
+            ),
             (r"TIME_WAIT (9\d|100)\b", "TIME_WAIT [about 100]"),
             (r"shows (9\d|100) TIME_WAIT", "shows [about 100] TIME_WAIT"),
         ],

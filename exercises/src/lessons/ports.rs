@@ -546,9 +546,9 @@ fn grade(
         // Every request answered. Clean only if that took few ports and every connection
         // that ended, ended with FIN (one TIME_WAIT each), none with RST.
         let evidence = match place {
-            Place::Namespace => format!(
-                "the kernel sent {aborted} resets (Tcp OutRsts in the lesson's namespace)"
-            ),
+            Place::Namespace => {
+                format!("the kernel sent {aborted} resets (Tcp OutRsts in the lesson's namespace)")
+            }
             Place::Host => format!(
                 "{aborted} of the {closed} connections the client closed left no TIME_WAIT on \
                  the lesson's port"
