@@ -303,18 +303,18 @@ fn run_probe(name: &str) -> ExitCode {
             }
         }
         // Lesson 09's way exactly: the namespace, then its two sysctls.
-        "netns" => match netns::try_enter(netns::Prefer::UserNamespace) {
+        "netns" => match netns::try_enter_with_sysctls(netns::Prefer::UserNamespace) {
             Ok(Ok(kind)) => netns::set_ipv4_sysctl("ip_local_port_range", "40000 40099")
                 .and_then(|()| netns::set_ipv4_sysctl("tcp_tw_reuse", "0"))
                 .map(|()| format!("a {kind}, its sysctls writable"))
                 .map_err(|e| format!("a {kind}, but {e:#}")),
-            Ok(Err(refused)) => Err(refused.to_string()),
+            Ok(Err(refused)) => Err(short(&refused)),
             Err(e) => Err(format!("{e:#}")),
         },
         // Lesson 05's churn: a network namespace alone when root (keeps the tracepoint).
         "netns-root" => match netns::try_enter(netns::Prefer::KeepRoot) {
             Ok(Ok(kind)) => Ok(format!("a {kind}")),
-            Ok(Err(refused)) => Err(refused.to_string()),
+            Ok(Err(refused)) => Err(short(&refused)),
             Err(e) => Err(format!("{e:#}")),
         },
         // The capture without root: AF_PACKET inside a user + network namespace of its own.
@@ -322,7 +322,7 @@ fn run_probe(name: &str) -> ExitCode {
             Ok(Ok(kind)) => open_packet_socket()
                 .map(|()| format!("opens inside a {kind}"))
                 .map_err(|e| format!("refused inside a {kind}: {e}")),
-            Ok(Err(refused)) => Err(refused.to_string()),
+            Ok(Err(refused)) => Err(short(&refused)),
             Err(e) => Err(format!("{e:#}")),
         },
         other => Err(format!("unknown probe {other}")),
@@ -336,6 +336,14 @@ fn run_probe(name: &str) -> ExitCode {
             println!("no {why}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What was refused, without the advice the lessons print (the doctor gives its own remedy).
+fn short(refused: &netns::Refused) -> String {
+    match refused {
+        netns::Refused::Unshare(e) => format!("unshare: {e}"),
+        other => other.to_string(),
     }
 }
 
@@ -383,6 +391,7 @@ fn probe_tracepoint() -> std::result::Result<String, String> {
 /// The `docker run` flags that give a container what a probe lacked, for the remedies.
 const DOCKER_NAMESPACES: &str = "--security-opt seccomp=unconfined";
 const DOCKER_TRACEFS: &str = "--cap-add SYS_ADMIN";
+const DOCKER_SYSCTLS: &str = "--security-opt systempaths=unconfined";
 
 /// Run every check.
 pub fn report() -> Report {
@@ -499,6 +508,15 @@ pub fn report() -> Report {
         }
     };
 
+    let range_option = port_range_option();
+    let lesson_09 = if netns_probe.ok {
+        "namespace"
+    } else if range_option.is_ok() {
+        "host"
+    } else {
+        "unavailable"
+    };
+
     out.push(if userns.ok {
         finding(
             "user namespace",
@@ -509,21 +527,16 @@ pub fn report() -> Report {
     } else {
         finding(
             "user namespace",
-            "fix",
+            if lesson_09 == "unavailable" {
+                "fix"
+            } else {
+                "note"
+            },
             &userns.seen,
             "no user namespace for this process: no private network namespace without root",
         )
         .remedy(Some(userns_remedy()))
     });
-
-    let range_option = port_range_option();
-    let lesson_09 = if netns_probe.ok {
-        "namespace"
-    } else if range_option.is_ok() {
-        "host"
-    } else {
-        "unavailable"
-    };
     out.push(if netns_probe.ok {
         finding(
             "network namespace",
@@ -535,6 +548,20 @@ pub fn report() -> Report {
     } else {
         let remedy = if env.no_netns_env {
             Some(format!("unset {}", netns::NO_NETNS_ENV))
+        } else if netns::sysctls_read_only() {
+            Some(if in_container {
+                format!(
+                    "run the container with `{DOCKER_SYSCTLS}` (Docker mounts /proc/sys \
+                     read-only){}",
+                    if userns.ok {
+                        String::new()
+                    } else {
+                        format!(" and `{DOCKER_NAMESPACES}`")
+                    }
+                )
+            } else {
+                "remount /proc/sys read-write".to_string()
+            })
         } else {
             Some(userns_remedy())
         };

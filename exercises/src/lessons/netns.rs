@@ -27,12 +27,20 @@ pub enum Refused {
     Asked,
     /// unshare(2) failed with this error.
     Unshare(io::Error),
+    /// /proc/sys is mounted read-only (Docker does this to every container): a new
+    /// namespace's sysctls could not be set, so it would be no use to a lesson that sets them.
+    ReadOnlySysctls,
 }
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refused::Asked => write!(f, "{NO_NETNS_ENV}=1 asks for no private network namespace"),
+            Refused::ReadOnlySysctls => write!(
+                f,
+                "/proc/sys is mounted read-only here (as in a container), so a private \
+                 namespace's sysctls could not be set"
+            ),
             Refused::Unshare(e) => write!(
                 f,
                 "cannot create a private network namespace (unshare: {e}). In a container, \
@@ -45,6 +53,31 @@ impl fmt::Display for Refused {
             ),
         }
     }
+}
+
+/// Whether /proc/sys/net is mounted read-only, as in a Docker container (even one allowed to
+/// unshare): a namespace made there cannot change its own sysctls.
+pub fn sysctls_read_only() -> bool {
+    let path = c"/proc/sys/net";
+    // SAFETY: statvfs writes into the zeroed struct we pass; the path is NUL-terminated.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        libc::statvfs(path.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0
+    }
+}
+
+/// [`try_enter`] for a lesson that sets the namespace's sysctls: refused up front where
+/// /proc/sys is read-only, before any namespace is made.
+pub fn try_enter_with_sysctls(
+    prefer: Prefer,
+) -> Result<std::result::Result<&'static str, Refused>> {
+    if refused_on_purpose() {
+        return Ok(Err(Refused::Asked));
+    }
+    if sysctls_read_only() {
+        return Ok(Err(Refused::ReadOnlySysctls));
+    }
+    try_enter(prefer)
 }
 
 /// Whether [`NO_NETNS_ENV`] is set to `1`.
@@ -85,8 +118,11 @@ pub fn try_enter(prefer: Prefer) -> Result<std::result::Result<&'static str, Ref
     // SAFETY: plain syscalls on our own process, which has no other thread yet. The ids are
     // read before unshare(): inside a new user namespace they read as unmapped (65534).
     let (uid, gid, euid) = unsafe { (libc::getuid(), libc::getgid(), libc::geteuid()) };
+    // Root without CAP_NET_ADMIN (a container given only CAP_SYS_ADMIN) could make a network
+    // namespace but not bring its loopback up: it takes the user namespace way instead.
     let how = if prefer == Prefer::KeepRoot
         && euid == 0
+        && has_cap_net_admin()
         && unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0
     {
         "network namespace (as root)"
@@ -102,6 +138,20 @@ pub fn try_enter(prefer: Prefer) -> Result<std::result::Result<&'static str, Ref
     };
     loopback_up().context("bring lo up in the new namespace")?;
     Ok(Ok(how))
+}
+
+/// CAP_NET_ADMIN's bit in the capability sets (linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+
+/// Whether this process has CAP_NET_ADMIN (in CapEff of /proc/self/status).
+fn has_cap_net_admin() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|text| {
+            let hex = text.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
 }
 
 /// Map our own (outside) uid and gid to root inside the new user namespace, as `unshare -r` does, so

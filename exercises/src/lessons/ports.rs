@@ -11,7 +11,9 @@
 //!   namespace, which any user may create where unprivileged user namespaces are enabled; it
 //!   disappears with the process.
 //! - Where no namespace can be made (a default Docker container, Ubuntu 24.04's AppArmor
-//!   restriction), or [`netns::NO_NETNS_ENV`] is `1`: on the machine's own loopback, with
+//!   restriction), or its sysctls cannot be set (/proc/sys is read-only in every Docker
+//!   container, even one allowed to unshare), or [`netns::NO_NETNS_ENV`] is `1`: on the
+//!   machine's own loopback, with
 //!   IP_LOCAL_PORT_RANGE (Linux 6.3+) on each of the client's sockets, which narrows that
 //!   socket's ephemeral range to 100 ports with no sysctl and no privilege. tcp_tw_reuse stays
 //!   what the machine has (2 by default), so a TIME_WAIT port comes back once it is
@@ -198,32 +200,33 @@ pub fn run(lab: &mut Lab, send_requests: fn(SocketAddr, usize) -> Outcome) -> Re
     // A user namespace even for root: the server listens on the fixed port 8080, which
     // parallel runs of this lesson use in their own namespaces; sock_diag polling sees only
     // ours, while the global tracepoint would see them all.
-    let (place, listener, range) = match netns::try_enter(netns::Prefer::UserNamespace)? {
-        Ok(kind) => {
-            lab.step("Enter a private network namespace (nothing on the host is touched)");
-            let range = format!("{} {}", PORT_RANGE.0, PORT_RANGE.1);
-            netns::set_ipv4_sysctl("ip_local_port_range", &range)?;
-            netns::set_ipv4_sysctl("tcp_tw_reuse", "0")?;
-            let ports = usize::from(PORT_RANGE.1 - PORT_RANGE.0) + 1;
-            lab.say(format!(
-                "a new {kind} of this process: its own loopback (brought up), \
+    let (place, listener, range) =
+        match netns::try_enter_with_sysctls(netns::Prefer::UserNamespace)? {
+            Ok(kind) => {
+                lab.step("Enter a private network namespace (nothing on the host is touched)");
+                let range = format!("{} {}", PORT_RANGE.0, PORT_RANGE.1);
+                netns::set_ipv4_sysctl("ip_local_port_range", &range)?;
+                netns::set_ipv4_sysctl("tcp_tw_reuse", "0")?;
+                let ports = usize::from(PORT_RANGE.1 - PORT_RANGE.0) + 1;
+                lab.say(format!(
+                    "a new {kind} of this process: its own loopback (brought up), \
                  ip_local_port_range = {range} ({ports} ports), tcp_tw_reuse = 0. The host's \
                  settings and sockets are untouched, and the namespace vanishes when the lesson \
                  ends."
-            ));
-            lab.fact("namespace", "private");
-            lab.fact("port_range", &range);
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, SERVER_PORT));
-            let listener = sockets::listen_on(addr, sockets::ListenOptions::default())
-                .with_context(|| format!("listen on {addr} inside the namespace"))?;
-            lab.in_private_namespace(kind.starts_with("user"));
-            (Place::Namespace, listener, PORT_RANGE)
-        }
-        Err(refused) => {
-            let (listener, range) = host_setup(lab, &refused)?;
-            (Place::Host, listener, range)
-        }
-    };
+                ));
+                lab.fact("namespace", "private");
+                lab.fact("port_range", &range);
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, SERVER_PORT));
+                let listener = sockets::listen_on(addr, sockets::ListenOptions::default())
+                    .with_context(|| format!("listen on {addr} inside the namespace"))?;
+                lab.in_private_namespace(kind.starts_with("user"));
+                (Place::Namespace, listener, PORT_RANGE)
+            }
+            Err(refused) => {
+                let (listener, range) = host_setup(lab, &refused)?;
+                (Place::Host, listener, range)
+            }
+        };
     let addr = listener.local_addr()?;
     lab.watch(addr.port())?;
     let stop = Arc::new(AtomicBool::new(false));
