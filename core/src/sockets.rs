@@ -81,7 +81,7 @@ pub fn connect_from(
     Ok(socket.into())
 }
 
-/// IP_LOCAL_PORT_RANGE (Linux 6.3+, `ip(7)`): the option number, at level IPPROTO_IP.
+/// IP_LOCAL_PORT_RANGE (Linux 6.3+): the option number, at level IPPROTO_IP.
 pub const IP_LOCAL_PORT_RANGE: i32 = 51;
 
 /// IP_LOCAL_PORT_RANGE: narrow the ephemeral ports this one socket may get from connect()
