@@ -17,7 +17,7 @@
 //!   IP_LOCAL_PORT_RANGE (Linux 6.3+) on each of the client's sockets, which narrows that
 //!   socket's ephemeral range to 100 ports with no sysctl and no privilege. tcp_tw_reuse stays
 //!   what the machine has (2 by default), so a TIME_WAIT port comes back once it is
-//!   tcp_tw_reuse_delay old (1000 ms on Linux 6.18 here, measured 1004-1012 ms): the 100 ports
+//!   tcp_tw_reuse_delay old (1000 ms on Linux 6.18 here, measured 1004-1016 ms): the 100 ports
 //!   run out in tens of milliseconds, and connect() fails until the first of them is a second
 //!   old. The lesson measures when that happens.
 //!
