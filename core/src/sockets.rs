@@ -81,6 +81,41 @@ pub fn connect_from(
     Ok(socket.into())
 }
 
+/// IP_LOCAL_PORT_RANGE (Linux 6.3+): the option number, at level IPPROTO_IP.
+pub const IP_LOCAL_PORT_RANGE: i32 = 51;
+
+/// IP_LOCAL_PORT_RANGE: narrow the ephemeral ports this one socket may get from connect()
+/// (or from bind() to port 0) to `low..=high`, with no sysctl and no privilege. The kernel
+/// keeps the part of it that lies inside net.ipv4.ip_local_port_range and ignores the option
+/// when nothing does. Set it before connect().
+pub fn set_local_port_range<S: AsFd>(socket: &S, low: u16, high: u16) -> io::Result<()> {
+    // The option is a u32: the upper bound in the high 16 bits, the lower in the low 16.
+    let packed = (u32::from(high) << 16) | u32::from(low);
+    setsockopt_int(socket, libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE, packed as i32)
+}
+
+/// The IP_LOCAL_PORT_RANGE of a socket, `(0, 0)` when it was never set.
+pub fn local_port_range<S: AsFd>(socket: &S) -> io::Result<(u16, u16)> {
+    let packed = getsockopt_int(socket, libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE)? as u32;
+    Ok(((packed & 0xffff) as u16, (packed >> 16) as u16))
+}
+
+/// Connect from an ephemeral port within `low..=high` (see [`set_local_port_range`]).
+pub fn connect_in_port_range(
+    remote: SocketAddr,
+    (low, high): (u16, u16),
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let socket = Socket::new(
+        Domain::for_address(remote),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    set_local_port_range(&socket, low, high)?;
+    socket.connect_timeout(&remote.into(), timeout)?;
+    Ok(socket.into())
+}
+
 /// SO_LINGER: `None` turns it off (close() returns at once, the kernel finishes sending);
 /// `Some(Duration::ZERO)` makes close() send RST, discard unsent data and skip TIME_WAIT.
 pub fn set_linger<S: AsFd>(socket: &S, linger: Option<Duration>) -> io::Result<()> {
@@ -217,6 +252,21 @@ mod tests {
         assert_eq!(linger2(&c).unwrap(), 3);
         set_reuseaddr(&c, true).unwrap();
         assert!(SockRef::from(&c).reuse_address().unwrap());
+    }
+
+    /// The packed u32 goes both ways, and connect() takes its port from the range (the top
+    /// 100 ports of this namespace's ip_local_port_range).
+    #[test]
+    fn local_port_range_narrows_connect() {
+        let l = loopback_listener(false).unwrap();
+        let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let high: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let low = high - 99;
+        let c = connect_in_port_range(l.local_addr().unwrap(), (low, high), Duration::from_secs(2))
+            .unwrap();
+        assert_eq!(local_port_range(&c).unwrap(), (low, high));
+        let port = c.local_addr().unwrap().port();
+        assert!((low..=high).contains(&port), "port {port}");
     }
 
     #[test]

@@ -49,9 +49,15 @@ pub fn check_report(name: &str, out: &Output) -> Value {
 
 /// Run a lesson binary with `--json` and `extra` flags; returns its checked report.
 pub fn run(name: &str, extra: &[&str]) -> Value {
+    run_with_env(name, extra, &[])
+}
+
+/// [`run`] with these environment variables set for the lesson.
+pub fn run_with_env(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Value {
     let out = Command::new(binary_path(name))
         .arg("--json")
         .args(extra)
+        .envs(env.iter().copied())
         .output()
         .unwrap_or_else(|e| panic!("{name}: cannot run: {e}"));
     check_report(name, &out)
