@@ -63,6 +63,15 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     TcpStream::connect_timeout(&addr, timeout)
 }
 
+/// A TCP socket of the family of `remote`, not yet bound or connected.
+fn tcp_socket_for(remote: SocketAddr) -> io::Result<Socket> {
+    Socket::new(
+        Domain::for_address(remote),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+}
+
 /// A socket bound to a local address before connecting (lesson 09 binds ports by hand).
 pub fn connect_from(
     local: SocketAddr,
@@ -70,11 +79,7 @@ pub fn connect_from(
     reuseaddr: bool,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
-    let socket = Socket::new(
-        Domain::for_address(remote),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
+    let socket = tcp_socket_for(remote)?;
     socket.set_reuse_address(reuseaddr)?;
     socket.bind(&local.into())?;
     socket.connect_timeout(&remote.into(), timeout)?;
@@ -106,11 +111,7 @@ pub fn connect_in_port_range(
     (low, high): (u16, u16),
     timeout: Duration,
 ) -> io::Result<TcpStream> {
-    let socket = Socket::new(
-        Domain::for_address(remote),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
+    let socket = tcp_socket_for(remote)?;
     set_local_port_range(&socket, low, high)?;
     socket.connect_timeout(&remote.into(), timeout)?;
     Ok(socket.into())

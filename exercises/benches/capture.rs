@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::env_or;
+use common::{env_or, median};
 
 use std::process::Command;
 use std::time::Instant;
@@ -145,15 +145,4 @@ fn one(mode: &str, closer: &str, secs: &str) {
         st.segments as f64 / r.connections.max(1) as f64,
         stop_ms
     );
-}
-
-/// Sorts `v` and returns its median.
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::env_or;
+use common::{env_or, median};
 
 use std::process::Command;
 
@@ -99,15 +99,4 @@ fn parse(line: &str) -> Option<(f64, f64)> {
     let rate = words.next()?.parse().ok()?;
     let cpu = words.nth(1)?.parse().ok()?;
     Some((rate, cpu))
-}
-
-/// Sorts `v` and returns its median.
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
