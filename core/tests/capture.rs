@@ -21,46 +21,15 @@ use tcplab_core::observe::capture::{self, CaptureConfig, CaptureReport};
 use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
 use tcplab_core::segment::Flag;
 
+mod support {
+    pub mod in_netns;
+}
+
+use support::in_netns::{IN_NS, here_or_in_namespace};
+use tcplab_core::observe::trace::is_root;
+
 const PAUSE: Duration = Duration::from_millis(250);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
-const IN_NS: &str = "TCPLAB_TEST_IN_NETNS";
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// `ip link set lo up` (a new network namespace starts with it down).
-fn loopback_up() {
-    tcplab_core::sockets::loopback_up().expect("bring lo up in the new namespace");
-}
-
-/// Run this test in this process when it may capture here; otherwise run it again in a
-/// user + network namespace and report that run's result. `true`: go on here.
-fn here_or_in_namespace(name: &str) -> bool {
-    if std::env::var_os(IN_NS).is_some() {
-        loopback_up();
-        return true;
-    }
-    if is_root() {
-        return true;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("unshare")
-        .arg("-rn")
-        .arg(&exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(IN_NS, "1")
-        .output()
-        .expect("run unshare");
-    assert!(
-        out.status.success(),
-        "{name} in a user + network namespace failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
-}
 
 /// One segment as the test compares it: direction, flags, relative seq and ack, length.
 type Row = (&'static str, String, u32, u32, u32);

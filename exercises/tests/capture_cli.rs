@@ -17,38 +17,12 @@ use serde_json::Value;
 use tcplab_core::observe::capture::pcapng;
 use tcplab_core::observe::trace::is_root;
 
+#[path = "../../core/tests/support/in_netns.rs"]
+mod in_netns;
+
+use in_netns::{IN_NS, here_or_in_namespace};
+
 const BIN: &str = env!("CARGO_BIN_EXE_tcplab");
-const IN_NS: &str = "TCPLAB_TEST_IN_NETNS";
-
-/// `ip link set lo up` (a new network namespace starts with it down).
-fn loopback_up() {
-    tcplab_core::sockets::loopback_up().expect("bring lo up in the new namespace");
-}
-
-/// `true`: run the test here. Otherwise it was run again in `unshare -rn` and checked.
-fn here_or_in_namespace(name: &str) -> bool {
-    if std::env::var_os(IN_NS).is_some() {
-        loopback_up();
-        return true;
-    }
-    if is_root() {
-        return true;
-    }
-    let out = Command::new("unshare")
-        .arg("-rn")
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture"])
-        .env(IN_NS, "1")
-        .output()
-        .expect("run unshare");
-    assert!(
-        out.status.success(),
-        "{name} in a namespace:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
-}
 
 #[test]
 fn json_lines_ctrl_c_and_pcapng() {
