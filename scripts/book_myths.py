@@ -138,6 +138,21 @@ def head(n: int | str, claim: str) -> None:
     print(f"\n[{n}] {name}\n    myth:    {claim}")
 
 
+def ipv4_frames(cap: socket.socket, deadline: float):
+    """Yield (IPv4 packet, its header length) for each frame an AF_PACKET socket on `lo`
+    receives until `deadline` (monotonic), one copy each: loopback shows every frame twice,
+    outgoing and incoming, and the outgoing copy is skipped."""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([cap], [], [], 0.1)
+        if not ready:
+            continue
+        frame, addr = cap.recvfrom(65535)
+        if addr[2] == socket.PACKET_OUTGOING:
+            continue
+        ip = frame[14:]
+        yield ip, (ip[0] & 15) * 4
+
+
 def seen(text: str) -> None:
     print(f"    seen:    {text}")
 
@@ -708,20 +723,12 @@ def time_wait_exactly_60s() -> None:
     s.recv(1)
     s.close()
     fin = b""
-    deadline = time.monotonic() + 2
-    while not fin and time.monotonic() < deadline:
-        ready, _, _ = select.select([cap], [], [], 0.1)
-        if not ready:
-            continue
-        frame, addr = cap.recvfrom(65535)
-        if addr[2] == socket.PACKET_OUTGOING:
-            continue
-        ip = frame[14:]
-        ihl = (ip[0] & 15) * 4
+    for ip, ihl in ipv4_frames(cap, time.monotonic() + 2):
         total = struct.unpack("!H", ip[2:4])[0]
         sport, dport = struct.unpack("!HH", ip[ihl : ihl + 4])
         if sport == port and dport == cport and ip[ihl + 13] & 1:  # the server's FIN
             fin = bytes(ip[:total])
+            break
     cap.close()
     subprocess.run(["ip", "addr", "del", f"{server_ip}/32", "dev", "lo"], check=True)
 
@@ -772,16 +779,7 @@ def syn_backoff_exponential() -> None:
         pass
     cport = c.getsockname()[1]
     times: list[float] = []
-    deadline = time.monotonic() + 7.6
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([cap], [], [], 0.1)
-        if not ready:
-            continue
-        frame, addr = cap.recvfrom(65535)
-        if addr[2] == socket.PACKET_OUTGOING:
-            continue
-        ip = frame[14:]
-        ihl = (ip[0] & 15) * 4
+    for ip, ihl in ipv4_frames(cap, time.monotonic() + 7.6):
         sport = struct.unpack("!H", ip[ihl : ihl + 2])[0]
         if sport == cport and ip[ihl + 13] & 0x02:  # a SYN from our client
             times.append(time.monotonic())
