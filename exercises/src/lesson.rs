@@ -214,6 +214,9 @@ pub struct Lab {
     /// With `--pcap`: the running capture, then what it saw (see `wire.rs`).
     wire: Option<Capture>,
     wire_report: Option<CaptureReport>,
+    /// Why a capture that was wanted is not running (one line), for the verdicts that fall
+    /// back to other evidence.
+    wire_missing: Option<String>,
 }
 
 impl Lab {
@@ -251,6 +254,7 @@ impl Lab {
             netns: None,
             wire: None,
             wire_report: None,
+            wire_missing: None,
         })
     }
 

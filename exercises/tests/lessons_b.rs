@@ -40,6 +40,11 @@ fn lesson_07_linger_zero_loses_bytes_to_rst() {
     // The second way: close() with unread data in the receive buffer.
     assert_eq!(fact(&r, "unread_client_error"), "ECONNRESET", "{r}");
     assert_eq!(num(&r, "unread_server_time_wait"), 0, "{r}");
+    // The wire: a RST each time, no FIN, and bytes that never arrived.
+    assert_eq!(num(&r, "wire_server_rst"), 1, "{r}");
+    assert_eq!(num(&r, "wire_server_fin"), 0, "{r}");
+    assert!(num(&r, "wire_bytes_acked") < sent, "{r}");
+    assert_eq!(num(&r, "unread_wire_server_rst"), 1, "{r}");
 }
 
 #[test]
@@ -52,6 +57,10 @@ fn lesson_07_graceful_close_delivers_every_byte() {
     assert_eq!(num(&r, "server_time_wait"), 1, "{r}");
     assert!(fact(&r, "unread_client_error").is_null(), "{r}");
     assert_eq!(num(&r, "unread_server_time_wait"), 1, "{r}");
+    assert_eq!(num(&r, "wire_server_rst"), 0, "{r}");
+    assert_eq!(num(&r, "wire_server_fin"), 1, "{r}");
+    assert_eq!(num(&r, "wire_bytes_acked"), sent, "{r}");
+    assert_eq!(num(&r, "unread_wire_server_rst"), 0, "{r}");
 }
 
 #[test]
@@ -65,6 +74,9 @@ fn lesson_08_close_too_early_loses_the_reply() {
         "server should see the RST: {r}"
     );
     assert_eq!(num(&r, "client_time_wait"), 0, "{r}");
+    // The wire: the client's FIN, then its kernel's RST answering the reply.
+    assert_eq!(num(&r, "wire_client_fin"), 1, "{r}");
+    assert!(num(&r, "wire_client_rst") >= 1, "{r}");
     assert_eq!(num(&r, "half_closed_server_close_wait"), 1, "{r}");
     assert_eq!(num(&r, "half_closed_client_fin_wait2"), 1, "{r}");
 }
@@ -77,6 +89,8 @@ fn lesson_08_shutdown_write_receives_the_reply() {
     assert_eq!(num(&r, "reply_bytes_received"), expected, "{r}");
     assert!(fact(&r, "server_error").is_null(), "{r}");
     assert_eq!(num(&r, "client_time_wait"), 1, "{r}");
+    assert_eq!(num(&r, "wire_client_rst"), 0, "{r}");
+    assert_eq!(num(&r, "wire_reply_bytes_acked"), expected, "{r}");
     assert_eq!(num(&r, "half_closed_server_close_wait"), 1, "{r}");
     assert_eq!(num(&r, "half_closed_client_fin_wait2"), 1, "{r}");
 }
@@ -91,4 +105,7 @@ fn lesson_07_works_without_root() {
     assert!(num(&r, "bytes_received") < num(&r, "bytes_sent"), "{r}");
     assert_eq!(fact(&r, "client_error"), "ECONNRESET", "{r}");
     assert_eq!(num(&r, "server_time_wait"), 0, "{r}");
+    // It captured from a user + network namespace of its own.
+    assert_eq!(r["facts"]["wire"], true, "{r}");
+    assert_eq!(num(&r, "wire_server_rst"), 1, "{r}");
 }

@@ -15,6 +15,7 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::Result;
+use tcplab_core::segment::Sent;
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
@@ -187,7 +188,32 @@ pub fn run(lab: &mut Lab, client: fn(&Lab, SocketAddr) -> Result<Vec<u8>>) -> Re
         );
     }
 
-    let (verdict, why) = if reply.len() < REPLY_BYTES && client_time_wait == 0 {
+    // The wire: what the client's kernel said after its FIN, and how much of the reply it
+    // acknowledged.
+    let client_addr = own().and_then(|o| o.clients.first().copied());
+    let wire = lab.wire()?;
+    let said = wire
+        .as_deref()
+        .zip(client_addr)
+        .map(|(segs, c)| (Sent::between(segs, c, addr), Sent::between(segs, addr, c)));
+    if let Some((client, server)) = said {
+        lab.say(format!(
+            "on the wire: the client sent {} FIN and {} RST; the server's reply put {} bytes on \
+             the wire, the client acknowledged {}",
+            client.fin, client.rst, server.bytes, server.acked
+        ));
+        lab.fact("wire_client_fin", client.fin);
+        lab.fact("wire_client_rst", client.rst);
+        lab.fact("wire_reply_bytes_sent", server.bytes);
+        lab.fact("wire_reply_bytes_acked", server.acked);
+    }
+    // With the wire in view, a RST from the client is what loses the reply; without, its
+    // traces: a short reply and no TIME_WAIT.
+    let reset = match said {
+        Some((client, _)) => client.rst > 0,
+        None => reply.len() < REPLY_BYTES && client_time_wait == 0,
+    };
+    let (verdict, why) = if reset {
         lab.say(
             "the reply reached a socket the client had closed (an orphan: no descriptor, the \
              kernel alone holds it in FIN_WAIT2). Its kernel threw the data away and answered \
@@ -207,6 +233,7 @@ pub fn run(lab: &mut Lab, client: fn(&Lab, SocketAddr) -> Result<Vec<u8>>) -> Re
             ),
         )
     } else if reply.len() == REPLY_BYTES
+        && said.is_none_or(|(client, server)| client.rst == 0 && server.fin == 1)
         && reply.iter().all(|&b| b == b'r')
         && served.error.is_none()
         && client_time_wait == 1

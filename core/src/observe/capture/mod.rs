@@ -242,13 +242,21 @@ impl std::fmt::Debug for Capture {
 /// the CPU for a quarter of a second. Churn-sized traffic wants
 /// [`CaptureConfig::default`]'s 32 MiB (see the capture benchmark).
 pub fn loopback(ports: &[u16], origin: Option<Instant>) -> Result<Capture> {
-    Capture::start(CaptureConfig {
-        origin,
-        block_size: 64 * 1024,
-        blocks: 64,
-        block_timeout: Duration::from_millis(4),
-        ..CaptureConfig::loopback(ports)
-    })
+    Capture::start(CaptureConfig::lesson(ports, origin))
+}
+
+impl CaptureConfig {
+    /// The configuration [`loopback`] starts with (keeping frames), for a caller that
+    /// changes a field first (say `keep_frames` when no file is written).
+    pub fn lesson(ports: &[u16], origin: Option<Instant>) -> CaptureConfig {
+        CaptureConfig {
+            origin,
+            block_size: 64 * 1024,
+            blocks: 64,
+            block_timeout: Duration::from_millis(4),
+            ..CaptureConfig::loopback(ports)
+        }
+    }
 }
 
 fn open_error(cfg: &CaptureConfig, e: OpenError) -> Error {
