@@ -205,7 +205,22 @@ fn every_report_carries_segments_consistent_with_its_states() {
             "{name}: the report's segments and the timeline's differ"
         );
         let wrong = disagreements(&timeline);
-        assert!(wrong.is_empty(), "{name}: {wrong:#?}");
+        assert!(
+            wrong.is_empty(),
+            "{name}: {wrong:#?}\nevents:\n{}\nsegments:\n{}",
+            timeline
+                .events
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            timeline
+                .segments
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         checked += 1;
     }
     assert!(checked >= 20, "only {checked} binaries checked");

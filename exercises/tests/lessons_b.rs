@@ -107,3 +107,22 @@ fn lesson_07_works_without_root() {
     assert_eq!(r["facts"]["wire"], true, "{r}");
     assert_eq!(num(&r, "wire_server_rst"), 1, "{r}");
 }
+
+/// Where capture is refused (here: no user namespace for uid 65534, as on a host that forbids
+/// them), the lessons about the wire say so and grade on the socket states and errors alone,
+/// with the same verdicts.
+#[test]
+fn wire_lessons_fall_back_without_capture() {
+    for name in [
+        "07-linger-zero",
+        "07-graceful-close",
+        "08-close-too-early",
+        "10-stuck-close-wait",
+    ] {
+        let r = common::run_unprivileged_with_env(name, &[], &[("TCPLAB_NO_NETNS", "1")]);
+        // An ordinary user with no namespace of its own has no CAP_NET_RAW: no capture.
+        assert_eq!(r["facts"]["wire"], false, "{name}: {r}");
+        assert!(r.get("segments").is_none(), "{name}: {r}");
+        assert!(r["facts"].get("wire_server_rst").is_none(), "{name}: {r}");
+    }
+}
