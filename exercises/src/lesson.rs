@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use serde::Serialize;
 use tcplab_core::observe::capture::{Capture, CaptureReport};
 use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
@@ -24,9 +24,8 @@ use crate::catalog::{Binary, Catalog, Lesson, Verdict};
 
 mod wire;
 
-/// The most connections a lesson accepts: enough to see piles, bounded so a typo cannot
-/// exhaust the machine.
-pub const MAX_CONNECTIONS: usize = 20_000;
+pub use tcplab_core::limits::MAX_CONNECTIONS;
+use tcplab_core::limits::MAX_HOLD_SECS;
 
 /// How long a program gets to close its socket after the peer's FIN has arrived before a
 /// lesson calls the socket leaked. A correct program closes within microseconds; on a busy
@@ -49,8 +48,8 @@ pub struct LessonArgs {
     pub hold: Option<f64>,
     /// How to watch state changes: the tracepoint (root), sock_diag polling (anyone), or
     /// auto (the tracepoint when permitted).
-    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
-    pub backend: BackendArg,
+    #[arg(long, value_parser = crate::cli::one_of::<Backend>(), default_value_t = Backend::Auto)]
+    pub backend: Backend,
     /// Lessons 05 and 09: afterwards, run the churn generator for this many seconds (at most
     /// 10) in a private network namespace: open and close connections as fast as two cores
     /// allow (or at --churn-rate) and watch TIME_WAIT pile up (05) or the ports run out (09).
@@ -65,24 +64,6 @@ pub struct LessonArgs {
     /// in a user + network namespace of its own to capture.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,
-}
-
-/// `--backend` values.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendArg {
-    Auto,
-    Tracepoint,
-    Poll,
-}
-
-impl From<BackendArg> for Backend {
-    fn from(b: BackendArg) -> Backend {
-        match b {
-            BackendArg::Auto => Backend::Auto,
-            BackendArg::Tracepoint => Backend::Tracepoint,
-            BackendArg::Poll => Backend::Poll,
-        }
-    }
 }
 
 /// The lesson's tracer, reachable from the signal thread so that Ctrl-C still removes the
@@ -219,8 +200,8 @@ pub struct Lab {
 impl Lab {
     fn new(name: &str, args: LessonArgs) -> Result<Lab> {
         if let Some(secs) = args.hold {
-            if !(0.0..=3600.0).contains(&secs) {
-                bail!("--hold {secs} is outside 0..3600 seconds");
+            if !(0.0..=MAX_HOLD_SECS).contains(&secs) {
+                bail!("--hold {secs} is outside 0..{MAX_HOLD_SECS} seconds");
             }
         }
         let catalog = Catalog::builtin();
@@ -311,7 +292,7 @@ impl Lab {
             .map(|r| ((r.local, r.remote), r.inode))
             .collect();
         *self.stale.lock().unwrap_or_else(|e| e.into_inner()) = stale;
-        let cfg = TraceConfig::ports(&[server_port]).with_backend(self.args.backend.into());
+        let cfg = TraceConfig::ports(&[server_port]).with_backend(self.args.backend);
         // The signal thread starts here, not in main(): lesson 09 must still be
         // single-threaded when it enters its private namespace (unshare refuses otherwise).
         install_signal_cleanup();

@@ -179,6 +179,12 @@ fn churn_flags_are_refused_where_they_do_not_apply() {
         &["--churn-secs", "11"],
         "--churn-secs 11 is outside",
     );
+    // The shortest churn is core's MIN_CHURN_SECS, as in Python.
+    refused(
+        "05-server-closes-first",
+        &["--churn-secs", "0.001"],
+        "--churn-secs 0.001 is outside [0.01, 10]",
+    );
     refused(
         "tcplab",
         &["run", "03", "--churn-secs", "1"],

@@ -27,10 +27,10 @@ use tokio::io::unix::AsyncFd;
 
 use crate::lesson::{Lab, print_line};
 
-/// The longest churn a run may ask for.
-pub const MAX_SECS: f64 = 10.0;
-/// The highest `--churn-rate` accepted (connections per second); above what two cores do.
-pub const MAX_RATE: f64 = 1_000_000.0;
+pub use tcplab_core::limits::{
+    MAX_CHURN_RATE as MAX_RATE, MAX_CHURN_SECS as MAX_SECS, MIN_CHURN_RATE as MIN_RATE,
+    MIN_CHURN_SECS as MIN_SECS,
+};
 /// Worker threads, one single-threaded tokio runtime each (one per core on 2 cores).
 pub const WORKERS: usize = 2;
 /// Churn tasks in all, spread evenly over the workers.
@@ -94,14 +94,17 @@ impl Config {
 
     /// Refuse values the churn cannot honour, with what to do instead.
     pub fn check(&self) -> Result<()> {
-        if !(self.secs > 0.0 && self.secs <= MAX_SECS) {
-            bail!("--churn-secs {} is outside (0, {MAX_SECS}]", self.secs);
+        if !(MIN_SECS..=MAX_SECS).contains(&self.secs) {
+            bail!(
+                "--churn-secs {} is outside [{MIN_SECS}, {MAX_SECS}]",
+                self.secs
+            );
         }
         if let Some(rate) = self.rate
-            && !(1.0..=MAX_RATE).contains(&rate)
+            && !(MIN_RATE..=MAX_RATE).contains(&rate)
         {
             bail!(
-                "--churn-rate {rate} is outside [1, {MAX_RATE}] connections per second; leave it \
+                "--churn-rate {rate} is outside [{MIN_RATE}, {MAX_RATE}] connections per second; leave it \
                  out to churn as fast as the cores allow"
             );
         }
