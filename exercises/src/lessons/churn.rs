@@ -25,7 +25,8 @@ use tcplab_core::{TcpState, sockets};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::lesson::{Lab, print_line};
+use crate::facts;
+use crate::lab::{Lab, print_line};
 
 pub use tcplab_core::limits::{
     MAX_CHURN_RATE as MAX_RATE, MAX_CHURN_SECS as MAX_SECS, MIN_CHURN_RATE as MIN_RATE,
@@ -374,21 +375,24 @@ pub fn run_in_lesson(lab: &mut Lab, cfg: Config) -> Result<ChurnReport> {
          machine the wall-clock rate is lower than what two free cores would do)",
         report.cpu_secs
     ));
-    lab.fact("churn_closer", report.closer);
-    lab.fact("churn_secs", report.secs);
-    lab.fact("churn_target_rate", report.target_rate);
-    lab.fact("churn_ports", report.ports);
-    lab.fact("churn_connections", report.connections);
-    lab.fact("churn_failed", report.failed);
-    lab.fact("churn_exhausted", report.exhausted);
-    lab.fact("churn_rate_per_sec", report.rate_per_sec.round() as u64);
+    lab.fact(facts::CHURN_CLOSER, report.closer);
+    lab.fact(facts::CHURN_SECS, report.secs);
+    lab.fact(facts::CHURN_TARGET_RATE, report.target_rate);
+    lab.fact(facts::CHURN_PORTS, report.ports);
+    lab.fact(facts::CHURN_CONNECTIONS, report.connections);
+    lab.fact(facts::CHURN_FAILED, report.failed);
+    lab.fact(facts::CHURN_EXHAUSTED, report.exhausted);
+    lab.fact(
+        facts::CHURN_RATE_PER_SEC,
+        report.rate_per_sec.round() as u64,
+    );
     lab.fact("churn_cpu_secs", report.cpu_secs);
     lab.fact("churn_per_cpu_sec", per_cpu.round() as u64);
-    lab.fact("churn_peak_time_wait", report.peak_time_wait);
-    lab.fact("tcp_max_tw_buckets", report.tcp_max_tw_buckets);
+    lab.fact(facts::CHURN_PEAK_TIME_WAIT, report.peak_time_wait);
+    lab.fact(facts::TCP_MAX_TW_BUCKETS, report.tcp_max_tw_buckets);
     lab.fact("churn_tw_recycled", report.tw_recycled);
     lab.fact("churn_tw_overflow", report.tw_overflow);
-    lab.fact("churn_samples", &report.samples);
+    lab.fact(facts::CHURN_SAMPLES, &report.samples);
     Ok(report)
 }
 

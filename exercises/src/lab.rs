@@ -18,6 +18,7 @@ use serde::Serialize;
 use tcplab_core::observe::capture::{Capture, CaptureReport};
 use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
 use tcplab_core::observe::{self, Method, Query, SocketRow};
+use tcplab_core::timeline::Side;
 use tcplab_core::{Segment, TcpState, Timeline};
 
 use crate::catalog::{Binary, Catalog, Lesson, Verdict};
@@ -96,50 +97,48 @@ fn install_signal_cleanup() {
     }
 }
 
-/// Socket counts per side ("server", "client") and state, as the kernel reported them.
+/// Socket counts per side of the lesson's connections and state, as the kernel reported
+/// them (in JSON: `{"client": {...}, "server": {...}}`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Sides(pub BTreeMap<String, BTreeMap<TcpState, usize>>);
+pub struct Sides(pub BTreeMap<Side, BTreeMap<TcpState, usize>>);
 
 impl Sides {
     /// Classify rows by the lesson's server port: a socket whose local port is the server's
     /// is on the server side (listener included), one whose remote port is, on the client side.
     pub fn from_rows(rows: &[SocketRow], server_port: u16) -> Sides {
-        let mut out: BTreeMap<String, BTreeMap<TcpState, usize>> = BTreeMap::new();
+        let mut out: BTreeMap<Side, BTreeMap<TcpState, usize>> = BTreeMap::new();
         for r in rows {
             let side = if r.local.port() == server_port {
-                "server"
+                Side::Server
             } else if r.remote.port() == server_port {
-                "client"
+                Side::Client
             } else {
                 continue;
             };
-            *out.entry(side.to_string())
-                .or_default()
-                .entry(r.state)
-                .or_insert(0) += 1;
+            *out.entry(side).or_default().entry(r.state).or_insert(0) += 1;
         }
         Sides(out)
     }
 
     /// How many sockets of `side` are in `state`.
-    pub fn count(&self, side: &str, state: TcpState) -> usize {
+    pub fn count(&self, side: Side, state: TcpState) -> usize {
         self.0
-            .get(side)
+            .get(&side)
             .and_then(|m| m.get(&state))
             .copied()
             .unwrap_or(0)
     }
 
     /// How many sockets `side` has in any state.
-    pub fn total(&self, side: &str) -> usize {
-        self.0.get(side).map(|m| m.values().sum()).unwrap_or(0)
+    pub fn total(&self, side: Side) -> usize {
+        self.0.get(&side).map(|m| m.values().sum()).unwrap_or(0)
     }
 
     /// `server: CLOSE_WAIT 10, LISTEN 1 | client: FIN_WAIT2 10`.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
-        for side in ["server", "client"] {
-            let states = match self.0.get(side) {
+        for side in [Side::Server, Side::Client] {
+            let states = match self.0.get(&side) {
                 Some(m) if !m.is_empty() => m
                     .iter()
                     .map(|(s, n)| format!("{s} {n}"))
@@ -662,17 +661,29 @@ mod stale_tests {
                 .rows,
             addr.port(),
         );
-        assert_eq!(before.count("client", TcpState::TimeWait), 1, "{before:?}");
+        assert_eq!(
+            before.count(Side::Client, TcpState::TimeWait),
+            1,
+            "{before:?}"
+        );
         lab.watch(addr.port()).unwrap();
         let sides = lab.sides().unwrap();
-        assert_eq!(sides.count("client", TcpState::TimeWait), 0, "{sides:?}");
-        assert_eq!(sides.count("server", TcpState::Listen), 1, "{sides:?}");
+        assert_eq!(
+            sides.count(Side::Client, TcpState::TimeWait),
+            0,
+            "{sides:?}"
+        );
+        assert_eq!(sides.count(Side::Server, TcpState::Listen), 1, "{sides:?}");
 
         // A new connection on the port counts as usual.
         let c = TcpStream::connect(addr).unwrap();
         let (_s, _) = new.accept().unwrap();
         let sides = lab.sides().unwrap();
-        assert_eq!(sides.count("client", TcpState::Established), 1, "{sides:?}");
+        assert_eq!(
+            sides.count(Side::Client, TcpState::Established),
+            1,
+            "{sides:?}"
+        );
         drop(c);
     }
 }
