@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Check the book's translations: the template is current and every language is complete.
+
+    python3 scripts/check_po.py              # check book/po, print statistics
+    python3 scripts/check_po.py --update     # re-extract messages.pot, merge it into each .po
+
+The book is translated with gettext (mdbook-i18n-helpers): `book/po/messages.pot` holds
+every message of the English book, `book/po/LANG.po` one language. The check fails (exit 1)
+when
+
+- `messages.pot` is stale: extracting the English again (mdbook with the `mdbook-xgettext`
+  renderer, into a temporary folder) gives a different set of messages;
+- a `LANG.po` lacks a message of the template, or has one untranslated or fuzzy.
+
+A message that came from a code block (a comment or a string in it) is "translated" to itself:
+code stays as it is in every language.
+
+After the English changes: run with `--update`, translate what it reports as untranslated or
+fuzzy in `book/po/LANG.po`, and run the check again. `--update` keeps the translations of
+unchanged messages, adds new ones untranslated, and marks removed ones obsolete (`#~`); it
+needs no gettext tools, only the `polib` package and the mdBook tools in `.tools/bin`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import polib
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+PO_DIR = BOOK / "po"
+POT = PO_DIR / "messages.pot"
+# granularity 0: no line numbers in the references, so that an edit elsewhere in a chapter
+# does not change every message after it.
+XGETTEXT = {"xgettext": {"pot-file": "messages.pot", "granularity": 0}}
+
+
+def extract(tools: Path, dest: Path) -> Path:
+    """Extract the English book's messages into dest/messages.pot and return that path."""
+    env = dict(os.environ)
+    env["PATH"] = f"{tools}{os.pathsep}{env.get('PATH', '')}"
+    env["MDBOOK_OUTPUT"] = json.dumps(XGETTEXT)
+    mdbook = tools / "mdbook"
+    cmd = [str(mdbook) if mdbook.exists() else "mdbook", "build", str(BOOK), "-d", str(dest)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"check_po: extracting the messages failed: {' '.join(cmd)}")
+    return dest / "messages.pot"
+
+
+def keys(catalog: polib.POFile) -> set[tuple[str | None, str]]:
+    return {(e.msgctxt, e.msgid) for e in catalog if not e.obsolete and e.msgid}
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def show(label: str, items: list[str], limit: int = 8) -> None:
+    print(f"  {label}: {len(items)}")
+    for msgid in items[:limit]:
+        one_line = " ".join(msgid.split())
+        print(f"    {one_line[:96]}")
+    if len(items) > limit:
+        print(f"    ... and {len(items) - limit} more")
+
+
+def check_pot(tools: Path) -> bool:
+    if not POT.exists():
+        print(f"check_po: {POT.relative_to(ROOT)} is missing; run scripts/check_po.py --update")
+        return False
+    with tempfile.TemporaryDirectory(prefix="tcplab-pot-") as tmp:
+        fresh = polib.pofile(str(extract(tools, Path(tmp))))
+    stored = polib.pofile(str(POT))
+    new, gone = keys(fresh) - keys(stored), keys(stored) - keys(fresh)
+    if new or gone:
+        print(f"check_po: {POT.relative_to(ROOT)} is stale against book/src:")
+        show("in the English, missing from the template", sorted(m for _, m in new))
+        show("in the template, gone from the English", sorted(m for _, m in gone))
+        print("  run: python3 scripts/check_po.py --update, then translate the new messages")
+        return False
+    n = len(keys(stored))
+    print(f"check_po: {POT.relative_to(ROOT)} is current ({n} messages)")
+    return True
+
+
+def check_language(po_path: Path, template: polib.POFile) -> bool:
+    po = polib.pofile(str(po_path))
+    entries = {(e.msgctxt, e.msgid): e for e in po if not e.obsolete and e.msgid}
+    missing = sorted(msgid for _, msgid in keys(template) - entries.keys())
+    untranslated = [e.msgid for e in entries.values() if not e.msgstr and not e.fuzzy]
+    fuzzy = [e.msgid for e in entries.values() if e.fuzzy]
+    done = [e for e in entries.values() if e.msgstr and not e.fuzzy]
+    as_is = [e for e in done if e.msgstr == e.msgid]
+    source_words = sum(words(e.msgid) for e in done)
+    print(
+        f"check_po: {po_path.relative_to(ROOT)}: {len(done)} translated messages"
+        f" ({len(done) - len(as_is)} in the language, {len(as_is)} kept as they are: code,"
+        f" names), {len(untranslated)} untranslated, {len(fuzzy)} fuzzy,"
+        f" {len(missing)} missing; {source_words} English words,"
+        f" {sum(len(e.msgstr) for e in done)} characters translated"
+    )
+    if missing or untranslated or fuzzy:
+        show("missing (run --update)", missing)
+        show("untranslated", untranslated)
+        show("fuzzy", fuzzy)
+        return False
+    return True
+
+
+def update(tools: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="tcplab-pot-") as tmp:
+        fresh = polib.pofile(str(extract(tools, Path(tmp))))
+    fresh.save(str(POT))
+    print(f"check_po: wrote {POT.relative_to(ROOT)} ({len(keys(fresh))} messages)")
+    for po_path in sorted(PO_DIR.glob("*.po")):
+        po = polib.pofile(str(po_path))
+        po.merge(fresh)
+        po.save(str(po_path))
+        print(f"check_po: merged the template into {po_path.relative_to(ROOT)}")
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--tools",
+        type=Path,
+        default=ROOT / ".tools" / "bin",
+        help="folder with mdbook and mdbook-xgettext (default: .tools/bin)",
+    )
+    ap.add_argument("--update", action="store_true", help="re-extract the template and merge it")
+    args = ap.parse_args(argv)
+    if args.update:
+        update(args.tools)
+    ok = check_pot(args.tools)
+    template = polib.pofile(str(POT)) if POT.exists() else polib.POFile()
+    for po_path in sorted(PO_DIR.glob("*.po")):
+        ok = check_language(po_path, template) and ok
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
