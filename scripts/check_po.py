@@ -3,6 +3,7 @@
 
     python3 scripts/check_po.py              # check book/po, print statistics
     python3 scripts/check_po.py --update     # re-extract messages.pot, merge it into each .po
+    python3 scripts/check_po.py --built book/book   # also compare the built languages' pages
 
 The book is translated with gettext (mdbook-i18n-helpers): `book/po/messages.pot` holds
 every message of the English book, `book/po/LANG.po` one language. The check fails (exit 1)
@@ -11,6 +12,11 @@ when
 - `messages.pot` is stale: extracting the English again (mdbook with the `mdbook-xgettext`
   renderer, into a temporary folder) gives a different set of messages;
 - a `LANG.po` lacks a message of the template, or has one untranslated or fuzzy.
+
+With `--built SITE` (the English build, each translation built into `SITE/LANG`), every
+translated page must have the structure of its English page: the same heading ids, tables and
+rows, images, and the same text in every code block and transcript. A translation that breaks
+the Markdown (a table cell that turns into a heading, say) or changes code fails here.
 
 A message that came from a code block (a comment or a string in it) is "translated" to itself:
 code stays as it is in every language.
@@ -29,6 +35,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 import polib
@@ -116,6 +123,88 @@ def check_language(po_path: Path, template: polib.POFile) -> bool:
     return True
 
 
+class Shape(HTMLParser):
+    """What must not change between a page and its translation."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ids: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.code: list[str] = []
+        self._pre = 0
+        self._buf: list[str] = []
+        self._in_main = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "main":
+            self._in_main = True
+        if not self._in_main:
+            return
+        # A chapter's title (h1) takes its id from the translated text, like its entry in the
+        # table of contents; every other heading keeps the English id, so links to it work.
+        if tag in ("h2", "h3", "h4", "h5", "h6") and a.get("id"):
+            self.ids.append(str(a["id"]))
+        if tag in ("h1", "table", "tr", "img", "pre", "li", "details"):
+            self.counts[tag] = self.counts.get(tag, 0) + 1
+        if tag == "img":
+            self.code.append(f"img {a.get('src')}")
+        if tag == "pre":
+            self._pre += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "main":
+            self._in_main = False
+        if tag == "pre" and self._pre:
+            self._pre -= 1
+            if not self._pre:
+                self.code.append("".join(self._buf))
+                self._buf = []
+
+    def handle_data(self, data: str) -> None:
+        if self._pre:
+            self._buf.append(data)
+
+
+def shape(path: Path) -> Shape:
+    page = Shape()
+    page.feed(path.read_text(encoding="utf-8"))
+    page.close()
+    return page
+
+
+def compare_built(site: Path) -> bool:
+    ok = True
+    languages = {p.stem for p in PO_DIR.glob("*.po")}
+    for lang in sorted(languages):
+        pages = 0
+        for english in sorted(site.glob("**/*.html")):
+            rel = english.relative_to(site)
+            if rel.parts[0] in languages or rel.name in ("print.html", "toc.html", "404.html"):
+                continue
+            other = site / lang / rel
+            if not other.exists():
+                print(f"check_po: {lang}/{rel} is missing from the build")
+                ok = False
+                continue
+            a, b = shape(english), shape(other)
+            problems = []
+            if a.ids != b.ids:
+                problems.append(f"heading ids differ: {sorted(set(a.ids) ^ set(b.ids))[:4]}")
+            if a.counts != b.counts:
+                problems.append(f"structure differs: {a.counts} vs {b.counts}")
+            if a.code != b.code:
+                pairs = zip([*a.code, ""], [*b.code, ""])
+                first = next(i for i, (x, y) in enumerate(pairs) if x != y)
+                problems.append(f"code block or image {first + 1} differs")
+            for problem in problems:
+                print(f"check_po: {lang}/{rel}: {problem}")
+            ok = ok and not problems
+            pages += 1
+        print(f"check_po: {pages} pages of {lang} compared with the English")
+    return ok
+
+
 def update(tools: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="tcplab-pot-") as tmp:
         fresh = polib.pofile(str(extract(tools, Path(tmp))))
@@ -137,6 +226,11 @@ def main(argv: list[str]) -> int:
         help="folder with mdbook and mdbook-xgettext (default: .tools/bin)",
     )
     ap.add_argument("--update", action="store_true", help="re-extract the template and merge it")
+    ap.add_argument(
+        "--built",
+        type=Path,
+        help="the built English site with each language in SITE/LANG: compare their pages",
+    )
     args = ap.parse_args(argv)
     if args.update:
         update(args.tools)
@@ -144,6 +238,8 @@ def main(argv: list[str]) -> int:
     template = polib.pofile(str(POT)) if POT.exists() else polib.POFile()
     for po_path in sorted(PO_DIR.glob("*.po")):
         ok = check_language(po_path, template) and ok
+    if args.built is not None:
+        ok = compare_built(args.built) and ok
     return 0 if ok else 1
 
 
