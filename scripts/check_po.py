@@ -38,7 +38,10 @@ import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
-import polib
+try:
+    import polib
+except ImportError:  # an older .venv, made before polib joined requirements-dev.txt
+    sys.exit("check_po: needs polib: .venv/bin/pip install -r scripts/requirements-dev.txt")
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
