@@ -208,16 +208,47 @@ def compare_built(site: Path) -> bool:
     return ok
 
 
+def code_blocks() -> str:
+    """The text of every fenced code block of the English sources (not the included files)."""
+    blocks: list[str] = []
+    for md in sorted((BOOK / "src").rglob("*.md")):
+        inside = False
+        for line in md.read_text(encoding="utf-8").splitlines():
+            if line.lstrip().startswith("```"):
+                inside = not inside
+            elif inside:
+                blocks.append(line)
+    return "\n".join(blocks)
+
+
 def update(tools: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="tcplab-pot-") as tmp:
         fresh = polib.pofile(str(extract(tools, Path(tmp))))
-    fresh.save(str(POT))
-    print(f"check_po: wrote {POT.relative_to(ROOT)} ({len(keys(fresh))} messages)")
+    stored = polib.pofile(str(POT)) if POT.exists() else None
+    if stored is not None and [(e.msgid, e.occurrences) for e in stored] == [
+        (e.msgid, e.occurrences) for e in fresh
+    ]:
+        # Unchanged: keep the file, and its creation date, as it is.
+        fresh = stored
+        print(f"check_po: {POT.relative_to(ROOT)} unchanged ({len(keys(fresh))} messages)")
+    else:
+        fresh.save(str(POT))
+        print(f"check_po: wrote {POT.relative_to(ROOT)} ({len(keys(fresh))} messages)")
+    code = code_blocks()
     for po_path in sorted(PO_DIR.glob("*.po")):
         po = polib.pofile(str(po_path))
         po.merge(fresh)
+        # A comment or a string from a code block stays as it is in every language.
+        kept = 0
+        for entry in po:
+            if not entry.obsolete and not entry.msgstr and entry.msgid.strip() in code:
+                entry.msgstr = entry.msgid
+                kept += 1
         po.save(str(po_path))
-        print(f"check_po: merged the template into {po_path.relative_to(ROOT)}")
+        print(
+            f"check_po: merged the template into {po_path.relative_to(ROOT)}"
+            f" ({kept} new messages from code blocks kept as they are)"
+        )
 
 
 def main(argv: list[str]) -> int:
