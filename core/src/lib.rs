@@ -13,6 +13,7 @@
 //! binaries and the Python bindings are thin faces over it.
 
 pub mod error;
+pub mod ladder;
 pub mod model;
 pub mod observe;
 pub mod segment;

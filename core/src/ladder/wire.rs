@@ -1,0 +1,442 @@
+//! The kernel's ladder: a run's [`Timeline`] drawn as the classic figure, one ladder per
+//! connection. Every captured segment becomes an arrow (its flags, its sequence and
+//! acknowledgment numbers relative to each direction's first, as Wireshark shows them, and
+//! its payload length); every state change of either socket is written in its column on
+//! the same clock, beside the segment it sent when [`Timeline::causes`] links them. A state
+//! left by its timer reads `[TIME_WAIT timer] CLOSE`; a side still in a timed state at the
+//! end says so (`= TIME_WAIT (timer running)`).
+//!
+//! Long runs fold: connections alike (the same segments' flags in the same order, the same
+//! states on each side) are drawn once, the first of them, titled `and 9 more like it`;
+//! connections that differ are drawn too, up to [`MAX_KINDS`] kinds.
+//!
+//! Left out on purpose: the listener (it belongs to no connection), segments' options and
+//! windows (the capture's own listing shows them), and flight times (see [`super`]).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use super::{Arrow, Direction, Ladder, Row};
+use crate::segment::{Conn, Flag, Segment};
+use crate::state::TcpState;
+use crate::timeline::{self, Event, Side, Source, Timeline};
+
+/// The most kinds of connection drawn from one run; the others are counted in a note.
+pub const MAX_KINDS: usize = 8;
+
+/// A quiet stretch at least this long gets a row of its own (`(59.999 s later)`).
+const GAP_US: u64 = 1_000_000;
+
+/// Which address plays which part in one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ends {
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+}
+
+/// One connection's share of a run: its events and segments, in time order.
+#[derive(Debug, Clone)]
+struct Part {
+    ends: Ends,
+    timeline: Timeline,
+}
+
+/// A kind of connection: the first of its kind, and how many were alike.
+#[derive(Debug, Clone)]
+pub struct Kind {
+    /// The first connection of this kind (1-based, in order of appearance).
+    pub number: usize,
+    pub ends: Ends,
+    pub count: usize,
+    /// What makes connections alike, as text: see [`signature`].
+    pub signature: String,
+    ladder: Ladder,
+}
+
+/// A run folded into kinds of connection, ready to draw.
+#[derive(Debug, Clone, Default)]
+pub struct Folded {
+    /// How many connections the run had.
+    pub connections: usize,
+    /// The kinds drawn (at most [`MAX_KINDS`]), in order of first appearance.
+    pub kinds: Vec<Kind>,
+    /// Connections of kinds beyond [`MAX_KINDS`]: (kinds, connections), not drawn.
+    pub not_drawn: (usize, usize),
+}
+
+impl Folded {
+    /// Fold a run.
+    pub fn of(t: &Timeline) -> Folded {
+        let parts = split(t);
+        let connections = parts.len();
+        let mut kinds: Vec<Kind> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut not_drawn: HashMap<String, usize> = HashMap::new();
+        for (i, p) in parts.iter().enumerate() {
+            let sig = signature(p);
+            if let Some(&k) = index.get(&sig) {
+                kinds[k].count += 1;
+            } else if kinds.len() < MAX_KINDS {
+                index.insert(sig.clone(), kinds.len());
+                kinds.push(Kind {
+                    number: i + 1,
+                    ends: p.ends,
+                    count: 1,
+                    signature: sig,
+                    ladder: ladder_of(p),
+                });
+            } else {
+                *not_drawn.entry(sig).or_default() += 1;
+            }
+        }
+        Folded {
+            connections,
+            kinds,
+            not_drawn: (not_drawn.len(), not_drawn.values().sum()),
+        }
+    }
+
+    /// The ladders to draw, each titled when the run had more than one connection.
+    pub fn ladders(&self) -> Vec<Ladder> {
+        let n = self.connections;
+        let mut out: Vec<Ladder> = self
+            .kinds
+            .iter()
+            .map(|k| {
+                let mut l = k.ladder.clone();
+                if n > 1 {
+                    let which = format!("connection {} of {n}", k.number);
+                    l.title = Some(match k.count {
+                        1 if self.kinds.len() > 1 => format!("{which}, unlike the others"),
+                        1 => which,
+                        c => format!("{which}, and {} more like it", c - 1),
+                    });
+                }
+                l
+            })
+            .collect();
+        let (kinds, conns) = self.not_drawn;
+        if conns > 0 {
+            if let Some(last) = out.last_mut() {
+                let note = format!("; {conns} more connections of {kinds} other kinds not drawn");
+                last.title = Some(last.title.clone().unwrap_or_default() + &note);
+            }
+        }
+        out
+    }
+}
+
+/// The run as a text ladder, folded.
+pub fn text(t: &Timeline) -> String {
+    let folded = Folded::of(t);
+    if folded.kinds.is_empty() {
+        return "no connections: the timeline has no state change or segment of one\n".into();
+    }
+    super::text(&folded.ladders())
+}
+
+/// The run as an SVG ladder, folded: one ladder per kind of connection, stacked.
+pub fn svg(t: &Timeline) -> String {
+    super::svg(&Folded::of(t).ladders())
+}
+
+/// What a run's ladder shows, without what varies from one run to the next (ports, sequence
+/// numbers, times, how many ACKs and data segments timing made): one line per kind of
+/// connection, with the segments that carry SYN, FIN or RST and each side's states. Two runs
+/// of the same program give the same form.
+pub fn normal_form(t: &Timeline) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for p in split(t) {
+        let line = control_signature(&p);
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    let mut s = String::new();
+    for l in lines {
+        let _ = writeln!(s, "{l}");
+    }
+    s
+}
+
+/// Split a run into its connections, in order of first appearance (state changes and
+/// segments alike); each gets its own small timeline, so linking causes stays cheap.
+fn split(t: &Timeline) -> Vec<Part> {
+    let mut order: Vec<Conn> = Vec::new();
+    let mut events: HashMap<Conn, Vec<Event>> = HashMap::new();
+    let mut segments: HashMap<Conn, Vec<Segment>> = HashMap::new();
+    let mut first: HashMap<Conn, u64> = HashMap::new();
+    for e in &t.events {
+        if e.remote.port() == 0 {
+            continue; // a listener: no connection
+        }
+        let c = Conn::new(e.local, e.remote);
+        first.entry(c).or_insert(e.t_us);
+        events.entry(c).or_default().push(e.clone());
+    }
+    for s in &t.segments {
+        let c = s.conn();
+        let t0 = first.entry(c).or_insert(s.t_us);
+        *t0 = (*t0).min(s.t_us);
+        segments.entry(c).or_default().push(s.clone());
+    }
+    order.extend(first.keys().copied());
+    order.sort_by_key(|c| (first[c], *c));
+    // How many connections each address is part of: a server's address is in all of them.
+    let mut uses: HashMap<SocketAddr, usize> = HashMap::new();
+    for c in &order {
+        *uses.entry(c.a).or_default() += 1;
+        *uses.entry(c.b).or_default() += 1;
+    }
+    order
+        .into_iter()
+        .map(|c| {
+            let tl = Timeline::from_events(events.remove(&c).unwrap_or_default())
+                .with_segments(segments.remove(&c).unwrap_or_default());
+            let ends = ends_of(c, &tl, &uses);
+            Part { ends, timeline: tl }
+        })
+        .collect()
+}
+
+/// Who is the client: the sender of the SYN, else the socket whose states say it connected,
+/// else the address fewer connections share (a server's is in all of them), else the higher
+/// port.
+fn ends_of(c: Conn, t: &Timeline, uses: &HashMap<SocketAddr, usize>) -> Ends {
+    let as_client = |client: SocketAddr| Ends {
+        client,
+        server: if client == c.a { c.b } else { c.a },
+    };
+    if let Some(s) = t
+        .segments
+        .iter()
+        .find(|s| s.has(Flag::Syn) && !s.has(Flag::Ack))
+    {
+        return as_client(s.src);
+    }
+    for e in &t.events {
+        if e.from == TcpState::SynSent || e.to == TcpState::SynSent {
+            return as_client(e.local);
+        }
+        if matches!(e.from, TcpState::Listen | TcpState::SynRecv) {
+            return as_client(e.remote);
+        }
+    }
+    let (ua, ub) = (uses.get(&c.a).copied(), uses.get(&c.b).copied());
+    if ua != ub {
+        return as_client(if ua < ub { c.a } else { c.b });
+    }
+    as_client(if c.a.port() > c.b.port() { c.a } else { c.b })
+}
+
+fn side_of(ends: &Ends, local: SocketAddr) -> Side {
+    if local == ends.client {
+        Side::Client
+    } else {
+        Side::Server
+    }
+}
+
+/// A segment's arrow label: `FIN+ACK seq=1 ack=1`, `PSH+ACK seq=1 ack=1 len=5`.
+pub fn segment_label(s: &Segment) -> String {
+    let mut l = s.flags.names().join("+");
+    let _ = write!(l, " seq={}", s.seq);
+    if s.has(Flag::Ack) {
+        let _ = write!(l, " ack={}", s.ack);
+    }
+    if s.len > 0 {
+        let _ = write!(l, " len={}", s.len);
+    }
+    l
+}
+
+/// The states that end by a timer in Linux: TIME_WAIT (60 s) and an orphaned FIN_WAIT2
+/// (tcp_fin_timeout, or the socket's TCP_LINGER2).
+fn timed(s: TcpState) -> bool {
+    matches!(s, TcpState::TimeWait | TcpState::FinWait2)
+}
+
+/// A state change as written in its column: the new state, in parentheses when it was
+/// inferred rather than seen, after `[TIME_WAIT timer]` when a timer ended the state.
+fn event_label(e: &Event, by_timer: bool) -> String {
+    let to = match e.source {
+        Source::Inferred => format!("({})", e.to),
+        _ => e.to.to_string(),
+    };
+    if by_timer {
+        format!("[{} timer] {to}", e.from)
+    } else {
+        to
+    }
+}
+
+fn ladder_of(p: &Part) -> Ladder {
+    let t = &p.timeline;
+    let ends = p.ends;
+    let causes = t.causes();
+    // A change that sent a segment is written on that segment's row.
+    let mut sent_by: HashMap<usize, usize> = HashMap::new();
+    let mut received: Vec<bool> = vec![false; t.events.len()];
+    for c in &causes {
+        match c.direction {
+            timeline::Direction::Sent => {
+                sent_by.entry(c.segment).or_insert(c.event);
+            }
+            timeline::Direction::Received => received[c.event] = true,
+        }
+    }
+    let written_later: Vec<usize> = sent_by.values().copied().collect();
+    // Events and segments merged in time order; an event before a segment at equal times.
+    let mut items: Vec<(u64, bool, usize)> = t
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.t_us, false, i))
+        .chain(
+            t.segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.t_us, true, i)),
+        )
+        .collect();
+    items.sort_by_key(|&(t, is_seg, _)| (t, is_seg));
+    let mut rows: Vec<Row> = Vec::new();
+    let first_state = |side: Side| {
+        t.events
+            .iter()
+            .find(|e| side_of(&ends, e.local) == side)
+            .map(|e| e.from.to_string())
+            .unwrap_or_default()
+    };
+    let (c0, s0) = (first_state(Side::Client), first_state(Side::Server));
+    if !c0.is_empty() || !s0.is_empty() {
+        rows.push(Row {
+            t_us: items.first().map_or(0, |i| i.0),
+            client: c0,
+            server: s0,
+            ..Row::default()
+        });
+    }
+    let label = |i: usize| {
+        let e = &t.events[i];
+        let by_timer = timed(e.from) && e.to == TcpState::Close && !received[i];
+        event_label(e, by_timer)
+    };
+    for (at, is_seg, i) in items {
+        if let Some(last) = rows.last() {
+            if at >= last.t_us + GAP_US {
+                rows.push(Row {
+                    t_us: at,
+                    gap: Some(at - last.t_us),
+                    ..Row::default()
+                });
+            }
+        }
+        if is_seg {
+            let s = &t.segments[i];
+            let mut r = Row {
+                t_us: at,
+                arrow: Some(Arrow {
+                    direction: if s.src == ends.client {
+                        Direction::ToServer
+                    } else {
+                        Direction::ToClient
+                    },
+                    label: segment_label(s),
+                    dropped: false,
+                    late: false,
+                }),
+                ..Row::default()
+            };
+            if let Some(&ev) = sent_by.get(&i) {
+                *r.col(side_of(&ends, t.events[ev].local)) = label(ev);
+            }
+            rows.push(r);
+        } else if !written_later.contains(&i) {
+            let e = &t.events[i];
+            let side = side_of(&ends, e.local);
+            // Two changes at one instant on opposite sides share a row.
+            let shared = rows.last_mut().filter(|r| {
+                r.t_us == at && r.arrow.is_none() && r.gap.is_none() && r.text(side).is_empty()
+            });
+            match shared {
+                Some(r) => *r.col(side) = label(i),
+                None => {
+                    let mut r = Row {
+                        t_us: at,
+                        ..Row::default()
+                    };
+                    *r.col(side) = label(i);
+                    rows.push(r);
+                }
+            }
+        }
+    }
+    let end = |side: Side| {
+        let last = t
+            .events
+            .iter()
+            .rev()
+            .find(|e| side_of(&ends, e.local) == side);
+        match last {
+            Some(e) if timed(e.to) => format!("= {} (timer running)", e.to),
+            Some(e) => format!("= {}", e.to),
+            None => String::new(),
+        }
+    };
+    Ladder {
+        title: None,
+        client: format!("client {}", ends.client),
+        server: format!("server {}", ends.server),
+        rows,
+        end_client: end(Side::Client),
+        end_server: end(Side::Server),
+    }
+}
+
+/// What makes two connections alike: each segment's direction and flags, in order, and each
+/// side's states.
+fn signature(p: &Part) -> String {
+    sig_with(p, |_| true)
+}
+
+/// The same, keeping only segments that carry SYN, FIN or RST.
+fn control_signature(p: &Part) -> String {
+    sig_with(p, |s| {
+        s.has(Flag::Syn) || s.has(Flag::Fin) || s.has(Flag::Rst)
+    })
+}
+
+fn sig_with(p: &Part, keep: impl Fn(&Segment) -> bool) -> String {
+    let t = &p.timeline;
+    let wire: Vec<String> = t
+        .segments
+        .iter()
+        .filter(|s| keep(s))
+        .map(|s| {
+            let way = if s.src == p.ends.client { '>' } else { '<' };
+            format!("{way}{}", s.flags.names().join("+"))
+        })
+        .collect();
+    let states = |side: Side| {
+        let mut seq: Vec<String> = Vec::new();
+        for e in t
+            .events
+            .iter()
+            .filter(|e| side_of(&p.ends, e.local) == side)
+        {
+            if seq.is_empty() {
+                seq.push(e.from.to_string());
+            }
+            seq.push(e.to.to_string());
+        }
+        seq.join(" ")
+    };
+    format!(
+        "wire: {} | client: {} | server: {}",
+        wire.join(" "),
+        states(Side::Client),
+        states(Side::Server)
+    )
+}
