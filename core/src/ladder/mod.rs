@@ -44,6 +44,8 @@ pub struct Row {
     pub arrow: Option<Arrow>,
     /// A row marking a long quiet gap (`... 59.979 s later ...`).
     pub gap: Option<u64>,
+    /// A row standing for rows left out (`(340 more segments, 8290304 bytes)`).
+    pub note: Option<String>,
 }
 
 impl Row {
@@ -136,6 +138,10 @@ fn one_text(s: &mut String, l: &Ladder) {
             let _ = writeln!(s, "{:>TIME_W$}  {:<SIDE_W$} {later:^MID_W$} :", ":", ":");
             continue;
         }
+        if let Some(note) = &r.note {
+            let _ = writeln!(s, "{:>TIME_W$}  {:<SIDE_W$} {note:^MID_W$} :", ":", ":");
+            continue;
+        }
         let mid = r.arrow.as_ref().map(arrow_text).unwrap_or_default();
         let line = format!(
             "{:>TIME_W$}  {:<SIDE_W$} {:^MID_W$} {}",
@@ -221,7 +227,7 @@ fn columns(ladders: &[Ladder]) -> Columns {
     let rows = || ladders.iter().flat_map(|l| l.rows.iter());
     let time_w = widest(
         &mut rows()
-            .filter(|r| r.gap.is_none())
+            .filter(|r| r.gap.is_none() && r.note.is_none())
             .map(|r| ms(r.t_us))
             .chain(["t (ms)".to_string()]),
     );
@@ -235,10 +241,11 @@ fn columns(ladders: &[Ladder]) -> Columns {
             .map(|r| r.server.clone())
             .chain(ladders.iter().map(|l| l.end_server.clone())),
     );
-    let mid_w = widest(&mut rows().map(|r| match (&r.arrow, r.gap) {
-        (_, Some(gap)) => format!("({} s later)", secs(gap)),
-        (Some(a), None) => a.label.clone(),
-        (None, None) => String::new(),
+    let mid_w = widest(&mut rows().map(|r| match (&r.arrow, r.gap, &r.note) {
+        (_, Some(gap), _) => format!("({} s later)", secs(gap)),
+        (_, None, Some(note)) => note.clone(),
+        (Some(a), None, None) => a.label.clone(),
+        (None, None, None) => String::new(),
     }));
     let head_c = widest(&mut ladders.iter().map(|l| l.client.clone()));
     let head_s = widest(&mut ladders.iter().map(|l| l.server.clone()));
@@ -357,6 +364,14 @@ fn one_svg(s: &mut String, l: &Ladder, cols: &Columns, y0: f64) {
                 s,
                 r##"<text x="{mid:.1}" y="{y}" text-anchor="middle" fill="#555">({} s later)</text>"##,
                 secs(gap)
+            );
+            continue;
+        }
+        if let Some(note) = &r.note {
+            let _ = writeln!(
+                s,
+                r##"<text x="{mid:.1}" y="{y}" text-anchor="middle" fill="#555">{}</text>"##,
+                xml_escape(note)
             );
             continue;
         }

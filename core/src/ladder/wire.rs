@@ -3,17 +3,19 @@
 //! acknowledgment numbers relative to each direction's first, as Wireshark shows them, and
 //! its payload length); every state change of either socket is written in its column on
 //! the same clock, beside the segment it sent when [`Timeline::causes`] links them. A state
-//! left by its timer reads `[TIME_WAIT timer] CLOSE`; a side still in a timed state at the
-//! end says so (`= TIME_WAIT (timer running)`).
+//! left by its timer reads `[TIME_WAIT timer] CLOSE` (or FIN_WAIT2's); a side still in
+//! TIME_WAIT at the end says so (`= TIME_WAIT (timer running)`).
 //!
 //! Long runs fold: connections alike (the same segments' flags in the same order, the same
 //! states on each side) are drawn once, the first of them, titled `and 9 more like it`;
-//! connections that differ are drawn too, up to [`MAX_KINDS`] kinds.
+//! connections that differ are drawn too, up to [`MAX_KINDS`] kinds. Within a connection, a
+//! long run of data and ACK segments (a bulk transfer) keeps its first and last
+//! [`RUN_KEEP`] segments and a row counting the rest.
 //!
 //! Left out on purpose: the listener (it belongs to no connection), segments' options and
 //! windows (the capture's own listing shows them), and flight times (see [`super`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
@@ -24,6 +26,15 @@ use crate::timeline::{self, Event, Side, Source, Timeline};
 
 /// The most kinds of connection drawn from one run; the others are counted in a note.
 pub const MAX_KINDS: usize = 8;
+
+/// A run of more data and ACK segments than this, with no state change among them, is
+/// drawn as its first and last [`RUN_KEEP`] segments and a row counting the rest.
+pub const RUN_MAX: usize = 6;
+/// How many segments of a long run are drawn at each end.
+pub const RUN_KEEP: usize = 2;
+
+/// A change and the segment it sent share a row when they are at most this far apart.
+const SAME_ROW_US: u64 = 1_000;
 
 /// A quiet stretch at least this long gets a row of its own (`(59.999 s later)`).
 const GAP_US: u64 = 1_000_000;
@@ -280,27 +291,43 @@ fn ladder_of(p: &Part) -> Ladder {
     let mut received: Vec<bool> = vec![false; t.events.len()];
     for c in &causes {
         match c.direction {
-            timeline::Direction::Sent => {
+            // Only when the segment left at once: a FIN queued behind unsent data leaves
+            // later, and the change is written at its own time.
+            timeline::Direction::Sent
+                if t.segments[c.segment].t_us.abs_diff(t.events[c.event].t_us) <= SAME_ROW_US =>
+            {
                 sent_by.entry(c.segment).or_insert(c.event);
             }
+            timeline::Direction::Sent => {}
             timeline::Direction::Received => received[c.event] = true,
         }
     }
     let written_later: Vec<usize> = sent_by.values().copied().collect();
-    // Events and segments merged in time order; an event before a segment at equal times.
-    let mut items: Vec<(u64, bool, usize)> = t
+    // Events and segments merged in time order. At equal times a change comes before a
+    // segment, except a change caused by a received segment: it comes after it, also when
+    // the clocks put it a hair earlier.
+    let after: HashMap<usize, u64> = causes
+        .iter()
+        .filter(|c| c.direction == timeline::Direction::Received)
+        .map(|c| (c.event, t.segments[c.segment].t_us))
+        .collect();
+    let mut items: Vec<(u64, u8, usize, bool)> = t
         .events
         .iter()
         .enumerate()
-        .map(|(i, e)| (e.t_us, false, i))
+        .map(|(i, e)| match after.get(&i) {
+            Some(&ts) => (e.t_us.max(ts), 2, i, false),
+            None => (e.t_us, 0, i, false),
+        })
         .chain(
             t.segments
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (s.t_us, true, i)),
+                .map(|(i, s)| (s.t_us, 1, i, true)),
         )
         .collect();
-    items.sort_by_key(|&(t, is_seg, _)| (t, is_seg));
+    items.sort_by_key(|&(t, rank, i, _)| (t, rank, i));
+    let (notes, skip) = long_runs(t, &items);
     let mut rows: Vec<Row> = Vec::new();
     let first_state = |side: Side| {
         t.events
@@ -323,7 +350,17 @@ fn ladder_of(p: &Part) -> Ladder {
         let by_timer = timed(e.from) && e.to == TcpState::Close && !received[i];
         event_label(e, by_timer)
     };
-    for (at, is_seg, i) in items {
+    for (k, &(at, _, i, is_seg)) in items.iter().enumerate() {
+        if let Some(&(n, bytes)) = notes.get(&k) {
+            rows.push(Row {
+                t_us: at,
+                note: Some(format!("({n} more segments, {bytes} bytes)")),
+                ..Row::default()
+            });
+        }
+        if skip.contains(&k) {
+            continue;
+        }
         if let Some(last) = rows.last() {
             if at >= last.t_us + GAP_US {
                 rows.push(Row {
@@ -380,7 +417,9 @@ fn ladder_of(p: &Part) -> Ladder {
             .rev()
             .find(|e| side_of(&ends, e.local) == side);
         match last {
-            Some(e) if timed(e.to) => format!("= {} (timer running)", e.to),
+            // Every TIME_WAIT has its timer; a FIN_WAIT2 only when orphaned, which a
+            // timeline does not say.
+            Some(e) if e.to == TcpState::TimeWait => format!("= {} (timer running)", e.to),
             Some(e) => format!("= {}", e.to),
             None => String::new(),
         }
@@ -395,8 +434,47 @@ fn ladder_of(p: &Part) -> Ladder {
     }
 }
 
-/// What makes two connections alike: each segment's direction and flags, in order, and each
-/// side's states.
+/// A segment that carries no SYN, FIN or RST: data, or an ACK.
+fn plain(s: &Segment) -> bool {
+    !(s.has(Flag::Syn) || s.has(Flag::Fin) || s.has(Flag::Rst))
+}
+
+/// The long runs of data and ACK segments among `items` (no state change among them): for
+/// each, the item where its counting row goes, with how many segments and payload bytes it
+/// stands for; and every item left out.
+#[allow(clippy::type_complexity)]
+fn long_runs(
+    t: &Timeline,
+    items: &[(u64, u8, usize, bool)],
+) -> (HashMap<usize, (usize, u64)>, HashSet<usize>) {
+    let mut notes = HashMap::new();
+    let mut skip = HashSet::new();
+    let mut run: Vec<usize> = Vec::new();
+    let mut close = |run: &mut Vec<usize>| {
+        if run.len() > RUN_MAX {
+            let hidden = &run[RUN_KEEP..run.len() - RUN_KEEP];
+            let bytes = hidden
+                .iter()
+                .map(|&k| u64::from(t.segments[items[k].2].len))
+                .sum();
+            notes.insert(hidden[0], (hidden.len(), bytes));
+            skip.extend(hidden.iter().copied());
+        }
+        run.clear();
+    };
+    for (k, &(_, _, i, is_seg)) in items.iter().enumerate() {
+        if is_seg && plain(&t.segments[i]) {
+            run.push(k);
+        } else {
+            close(&mut run);
+        }
+    }
+    close(&mut run);
+    (notes, skip)
+}
+
+/// What makes two connections alike: each segment's direction and flags, in order (a run of
+/// data and ACK segments counting as one, `~`, with the ways its data went), and each side's states.
 fn signature(p: &Part) -> String {
     sig_with(p, |_| true)
 }
@@ -410,15 +488,31 @@ fn control_signature(p: &Part) -> String {
 
 fn sig_with(p: &Part, keep: impl Fn(&Segment) -> bool) -> String {
     let t = &p.timeline;
-    let wire: Vec<String> = t
-        .segments
-        .iter()
-        .filter(|s| keep(s))
-        .map(|s| {
-            let way = if s.src == p.ends.client { '>' } else { '<' };
-            format!("{way}{}", s.flags.names().join("+"))
-        })
-        .collect();
+    let mut wire: Vec<String> = Vec::new();
+    for s in t.segments.iter().filter(|s| keep(s)) {
+        // How many data and ACK segments timing made varies: a run of them is one token.
+        // Which ways data went in the run is kept: `~>` (to the server), `~<`, `~><`.
+        if plain(s) {
+            let way = if s.len == 0 {
+                ""
+            } else if s.src == p.ends.client {
+                ">"
+            } else {
+                "<"
+            };
+            match wire.last_mut() {
+                Some(w) if w.starts_with('~') => {
+                    if !w.contains(way) {
+                        w.push_str(way);
+                    }
+                }
+                _ => wire.push(format!("~{way}")),
+            }
+            continue;
+        }
+        let way = if s.src == p.ends.client { '>' } else { '<' };
+        wire.push(format!("{way}{}", s.flags.names().join("+")));
+    }
     let states = |side: Side| {
         let mut seq: Vec<String> = Vec::new();
         for e in t
