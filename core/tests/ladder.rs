@@ -257,3 +257,97 @@ fn an_empty_timeline_says_so() {
     assert!(wire::text(&Timeline::new()).starts_with("no connections"));
     assert_eq!(wire::normal_form(&Timeline::new()), "");
 }
+
+#[test]
+fn a_picture_carries_its_normal_form() {
+    let t = timeline(vec![graceful(40000, 0), abort(40001, 5_000)]);
+    let svg = wire::svg(&t);
+    roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    assert_eq!(
+        wire::desc_of(&svg).as_deref(),
+        Some(wire::normal_form(&t).as_str())
+    );
+    assert!(wire::normal_form(&t).contains("<RST") || wire::normal_form(&t).contains(">RST"));
+}
+
+/// One address, two sockets in turn (lesson 10): the old one's last change may come after
+/// the new one's first, and the normal form does not care.
+#[test]
+fn a_port_used_again_keeps_each_socket_apart_in_the_normal_form() {
+    use TcpState::*;
+    let (c, s) = (40000, SERVER);
+    let base = vec![
+        ev(0, c, s, Close, SynSent),
+        ev(10, c, s, SynSent, Established),
+        ev(20, c, s, Established, FinWait1),
+        ev(30, c, s, FinWait1, FinWait2),
+    ];
+    let old_ends = ev(1_000, c, s, FinWait2, Close);
+    let new_starts = vec![
+        ev(900, c, s, Close, SynSent),
+        ev(1_100, c, s, SynSent, Established),
+    ];
+    let mut early = base.clone();
+    early.push(old_ends.clone());
+    early.extend(new_starts.clone());
+    let mut late = base;
+    late.extend(new_starts);
+    late.push(Event {
+        t_us: 1_200,
+        ..old_ends
+    });
+    let a = wire::normal_form(&Timeline::from_events(early));
+    let b = wire::normal_form(&Timeline::from_events(late));
+    assert_eq!(a, b);
+    assert!(
+        a.contains("CLOSE SYN_SENT ESTABLISHED FIN_WAIT1 CLOSE ; CLOSE SYN_SENT ESTABLISHED"),
+        "{a}"
+    );
+}
+
+/// connect() reports SYN_SENT before it picks a port (`127.0.0.1:0`): the SYN just after
+/// names the port, so the change lands on its connection; a connect() that failed sent no
+/// SYN and stays an attempt of its own.
+#[test]
+fn an_unbound_connect_is_named_by_its_syn() {
+    use TcpState::*;
+    let (mut events, segments) = graceful(40000, 1_000);
+    events[0].local = addr(0);
+    events.push(ev(500, 0, SERVER, Close, SynSent));
+    events.push(ev(510, 0, SERVER, SynSent, Close));
+    let t = Timeline::from_events(events).with_segments(segments);
+    let normal = wire::normal_form(&t);
+    let lines: Vec<&str> = normal.lines().collect();
+    assert_eq!(lines.len(), 2, "{normal}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("client: CLOSE SYN_SENT ESTABLISHED FIN_WAIT1 TIME_WAIT")),
+        "{normal}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("wire:  | client: CLOSE SYN_SENT CLOSE")),
+        "{normal}"
+    );
+}
+
+/// A client port used again after its connection ended is a new connection, drawn apart
+/// (and folded with the first when alike).
+#[test]
+fn a_pair_used_again_after_the_end_is_a_new_connection() {
+    let mut a = graceful(40000, 0);
+    let b = graceful(40000, 10_000);
+    a.0.extend(b.0);
+    // The second use's SYN carries a new sequence number.
+    a.1.extend(b.1.into_iter().map(|mut s| {
+        s.raw_seq += 77_777;
+        s
+    }));
+    let t = timeline(vec![a]);
+    let folded = wire::Folded::of(&t);
+    assert_eq!(folded.connections, 2);
+    assert_eq!(folded.kinds.len(), 1);
+    assert_eq!(folded.kinds[0].count, 2);
+}

@@ -147,14 +147,35 @@ pub fn text(t: &Timeline) -> String {
     super::text(&folded.ladders())
 }
 
-/// The run as an SVG ladder, folded: one ladder per kind of connection, stacked.
+/// The run as an SVG ladder, folded: one ladder per kind of connection, stacked. Its
+/// `<desc>` holds the run's [`normal_form`], so a picture says what it shows in words (and
+/// a check can compare it with a fresh run).
 pub fn svg(t: &Timeline) -> String {
-    super::svg(&Folded::of(t).ladders())
+    let svg = super::svg(&Folded::of(t).ladders());
+    let desc = format!("<desc>{}</desc>\n", super::xml_escape(&normal_form(t)));
+    match svg.find('\n') {
+        Some(i) => format!("{}{desc}{}", &svg[..=i], &svg[i + 1..]),
+        None => svg,
+    }
+}
+
+/// The normal form a picture made by [`svg`] carries in its `<desc>`.
+pub fn desc_of(svg: &str) -> Option<String> {
+    let start = svg.find("<desc>")? + "<desc>".len();
+    let end = svg[start..].find("</desc>")? + start;
+    Some(
+        svg[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&"),
+    )
 }
 
 /// What a run's ladder shows, without what varies from one run to the next (ports, sequence
-/// numbers, times, how many ACKs and data segments timing made): one line per kind of
-/// connection, with the segments that carry SYN, FIN or RST and each side's states. Two runs
+/// numbers, times, how many ACKs and data segments timing made, how many times a SYN was
+/// sent again): one line per kind of connection, with the segments that carry SYN, FIN or
+/// RST and each side's states. Two runs
 /// of the same program give the same form.
 pub fn normal_form(t: &Timeline) -> String {
     let mut lines: Vec<String> = Vec::new();
@@ -174,41 +195,193 @@ pub fn normal_form(t: &Timeline) -> String {
 /// Split a run into its connections, in order of first appearance (state changes and
 /// segments alike); each gets its own small timeline, so linking causes stays cheap.
 fn split(t: &Timeline) -> Vec<Part> {
-    let mut order: Vec<Conn> = Vec::new();
-    let mut events: HashMap<Conn, Vec<Event>> = HashMap::new();
-    let mut segments: HashMap<Conn, Vec<Segment>> = HashMap::new();
-    let mut first: HashMap<Conn, u64> = HashMap::new();
-    for e in &t.events {
+    // A connection: its two addresses, and which use of them (a port is used again).
+    type Key = (Conn, usize);
+    let mut events: HashMap<Key, Vec<Event>> = HashMap::new();
+    let mut segments: HashMap<Key, Vec<Segment>> = HashMap::new();
+    let mut first: HashMap<Key, u64> = HashMap::new();
+    let mut uses_of: HashMap<Conn, Use> = HashMap::new();
+    let mut attempt = 0;
+    let bound = bind_early_events(t);
+    // Events and segments in time order (a change before a segment at equal times).
+    let mut items: Vec<(u64, usize, bool)> = bound
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.t_us, i, false))
+        .chain(
+            t.segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.t_us, i, true)),
+        )
+        .collect();
+    items.sort_by_key(|&(t, i, is_seg)| (t, is_seg, i));
+    for (at, i, is_seg) in items {
+        if is_seg {
+            let s = &t.segments[i];
+            let c = s.conn();
+            let u = uses_of.entry(c).or_default();
+            u.see_segment(s);
+            let key = (c, u.number);
+            first.entry(key).or_insert(at);
+            segments.entry(key).or_default().push(s.clone());
+            continue;
+        }
+        let e = &bound[i];
         if e.remote.port() == 0 {
             continue; // a listener: no connection
         }
         let c = Conn::new(e.local, e.remote);
-        first.entry(c).or_insert(e.t_us);
-        events.entry(c).or_default().push(e.clone());
+        let key = if e.local.port() == 0 {
+            // Never bound (connect() failed, or no capture to name its port): each attempt
+            // is a connection of its own.
+            if e.from == TcpState::Close {
+                attempt += 1;
+            }
+            (c, attempt)
+        } else {
+            let u = uses_of.entry(c).or_default();
+            u.see_event(e);
+            (c, u.number)
+        };
+        first.entry(key).or_insert(at);
+        events.entry(key).or_default().push(e.clone());
     }
-    for s in &t.segments {
-        let c = s.conn();
-        let t0 = first.entry(c).or_insert(s.t_us);
-        *t0 = (*t0).min(s.t_us);
-        segments.entry(c).or_default().push(s.clone());
-    }
-    order.extend(first.keys().copied());
-    order.sort_by_key(|c| (first[c], *c));
+    let mut order: Vec<Key> = first.keys().copied().collect();
+    order.sort_by_key(|k| (first[k], *k));
     // How many connections each address is part of: a server's address is in all of them.
     let mut uses: HashMap<SocketAddr, usize> = HashMap::new();
-    for c in &order {
+    for (c, _) in &order {
         *uses.entry(c.a).or_default() += 1;
         *uses.entry(c.b).or_default() += 1;
     }
     order
         .into_iter()
-        .map(|c| {
-            let tl = Timeline::from_events(events.remove(&c).unwrap_or_default())
-                .with_segments(segments.remove(&c).unwrap_or_default());
-            let ends = ends_of(c, &tl, &uses);
+        .map(|k| {
+            let tl = Timeline::from_events(events.remove(&k).unwrap_or_default())
+                .with_segments(segments.remove(&k).unwrap_or_default());
+            let ends = ends_of(k.0, &tl, &uses);
             Part { ends, timeline: tl }
         })
         .collect()
+}
+
+/// The current use of one pair of addresses. A pair is used again when a client connects
+/// from a port it had before: a new connection, drawn apart, once the old one is over (its
+/// peer closed, or both sides sent FIN, or a RST ended it). A SYN that meets a peer still
+/// in CLOSE_WAIT (lesson 10) is part of the old story, and stays on its ladder.
+#[derive(Debug, Default)]
+struct Use {
+    number: usize,
+    /// Whether the current use has any event or segment yet.
+    started: bool,
+    /// Each address's last state in this use.
+    last: Vec<(SocketAddr, TcpState)>,
+    /// FINs seen from each address, and whether a RST was.
+    fins: Vec<SocketAddr>,
+    reset: bool,
+    /// The sequence number of this use's latest SYN (a SYN sent again repeats it).
+    syn: Option<u32>,
+}
+
+impl Use {
+    fn over_for(&self, client: SocketAddr) -> bool {
+        let peer_done = self
+            .last
+            .iter()
+            .any(|&(a, s)| a != client && matches!(s, TcpState::Close | TcpState::TimeWait));
+        peer_done || self.reset || self.fins.len() >= 2
+    }
+
+    fn again(&mut self) {
+        *self = Use {
+            number: self.number + 1,
+            ..Use::default()
+        };
+    }
+
+    fn see_event(&mut self, e: &Event) {
+        let connects = e.from == TcpState::Close && e.to == TcpState::SynSent;
+        if self.started && connects && self.over_for(e.local) {
+            self.again();
+        }
+        self.started = true;
+        self.last.retain(|(a, _)| *a != e.local);
+        self.last.push((e.local, e.to));
+    }
+
+    fn see_segment(&mut self, s: &Segment) {
+        if s.has(Flag::Syn) && !s.has(Flag::Ack) {
+            let new_syn = self.syn.is_some_and(|q| q != s.raw_seq);
+            if self.started && new_syn && self.over_for(s.src) {
+                self.again();
+            }
+            self.syn = Some(s.raw_seq);
+        }
+        self.started = true;
+        if s.has(Flag::Fin) && !self.fins.contains(&s.src) {
+            self.fins.push(s.src);
+        }
+        self.reset |= s.has(Flag::Rst);
+    }
+}
+
+/// How far apart a `CLOSE -> SYN_SENT` with no port and its SYN may be, in microseconds.
+const BIND_WINDOW_US: u64 = 2_000;
+
+/// The events, with the port filled in where the kernel had not chosen it yet. connect()
+/// moves a socket to SYN_SENT before it picks the local port, so the tracepoint reports
+/// `127.0.0.1:0 -> server`; the first SYN from that address to the same server just after
+/// names the port: it goes to the latest such change before it (an earlier one whose
+/// connect() failed sent none), unless the SYN's socket was reported with its port. A
+/// socket whose SYN was not seen keeps port 0.
+fn bind_early_events(t: &Timeline) -> Vec<Event> {
+    let mut out: Vec<Event> = t.events.clone();
+    let unbound: Vec<usize> = (0..out.len())
+        .filter(|&i| {
+            let e = &out[i];
+            e.local.port() == 0 && e.remote.port() != 0 && e.from == TcpState::Close
+        })
+        .collect();
+    if unbound.is_empty() {
+        return out;
+    }
+    // A SYN sent again carries the same sequence number: only the first names a socket.
+    let mut seen: Vec<(SocketAddr, u32)> = Vec::new();
+    let mut claimed: Vec<usize> = Vec::new();
+    for s in &t.segments {
+        if !s.has(Flag::Syn) || s.has(Flag::Ack) || seen.contains(&(s.src, s.raw_seq)) {
+            continue;
+        }
+        seen.push((s.src, s.raw_seq));
+        // A socket whose connect() was reported with its port needs no naming.
+        let named = t.events.iter().any(|e| {
+            e.local == s.src
+                && e.remote == s.dst
+                && e.to == TcpState::SynSent
+                && e.t_us.abs_diff(s.t_us) <= BIND_WINDOW_US
+        });
+        if named {
+            continue;
+        }
+        let pick = unbound
+            .iter()
+            .copied()
+            .filter(|i| !claimed.contains(i))
+            .filter(|&i| {
+                let e = &out[i];
+                e.remote == s.dst
+                    && e.local.ip() == s.src.ip()
+                    && e.t_us <= s.t_us + BIND_WINDOW_US
+                    && s.t_us <= e.t_us + BIND_WINDOW_US
+            })
+            .max_by_key(|&i| out[i].t_us);
+        if let Some(i) = pick {
+            claimed.push(i);
+            out[i].local = s.src;
+        }
+    }
+    out
 }
 
 /// Who is the client: the sender of the SYN, else the socket whose states say it connected,
@@ -476,17 +649,46 @@ fn long_runs(
 /// What makes two connections alike: each segment's direction and flags, in order (a run of
 /// data and ACK segments counting as one, `~`, with the ways its data went), and each side's states.
 fn signature(p: &Part) -> String {
-    sig_with(p, |_| true)
+    sig_with(p, |_| true, false)
 }
 
 /// The same, keeping only segments that carry SYN, FIN or RST.
 fn control_signature(p: &Part) -> String {
-    sig_with(p, |s| {
-        s.has(Flag::Syn) || s.has(Flag::Fin) || s.has(Flag::Rst)
-    })
+    // How many times a SYN was sent again depends on when the run ended: a repeat counts
+    // once. Whether a closing socket is seen in FIN_WAIT2 on its way to TIME_WAIT or CLOSE
+    // depends on whether the peer's ACK came alone, with its FIN, or before a reset: a
+    // FIN_WAIT2 that another state follows is left out.
+    let sig = sig_with(
+        p,
+        |s| s.has(Flag::Syn) || s.has(Flag::Fin) || s.has(Flag::Rst),
+        true,
+    );
+    let (wire, rest) = sig.split_once(" | ").unwrap_or((&sig, ""));
+    let mut words: Vec<&str> = wire.split(' ').collect();
+    words.dedup();
+    format!("{} | {rest}", words.join(" "))
 }
 
-fn sig_with(p: &Part, keep: impl Fn(&Segment) -> bool) -> String {
+/// Each socket's states, in order: the socket's first `from`, then every `to`. One address
+/// can be two sockets in turn (a port used again while the old socket lingers, lesson 10):
+/// a change from CLOSE starts a socket, and every other change goes to the socket it
+/// continues, so that how the two interleave in time does not matter.
+fn chains(events: &[&Event]) -> Vec<Vec<TcpState>> {
+    let mut out: Vec<Vec<TcpState>> = Vec::new();
+    for e in events {
+        let open = out
+            .iter_mut()
+            .rev()
+            .find(|c| c.last() == Some(&e.from) && e.from != TcpState::Close);
+        match open {
+            Some(c) => c.push(e.to),
+            None => out.push(vec![e.from, e.to]),
+        }
+    }
+    out
+}
+
+fn sig_with(p: &Part, keep: impl Fn(&Segment) -> bool, normal: bool) -> String {
     let t = &p.timeline;
     let mut wire: Vec<String> = Vec::new();
     for s in t.segments.iter().filter(|s| keep(s)) {
@@ -514,18 +716,27 @@ fn sig_with(p: &Part, keep: impl Fn(&Segment) -> bool) -> String {
         wire.push(format!("{way}{}", s.flags.names().join("+")));
     }
     let states = |side: Side| {
-        let mut seq: Vec<String> = Vec::new();
-        for e in t
+        let mine: Vec<&Event> = t
             .events
             .iter()
             .filter(|e| side_of(&p.ends, e.local) == side)
-        {
-            if seq.is_empty() {
-                seq.push(e.from.to_string());
+            .collect();
+        let mut socks: Vec<String> = Vec::new();
+        for mut c in chains(&mine) {
+            if normal {
+                let n = c.len();
+                c = c
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, s)| !(*s == TcpState::FinWait2 && i + 1 < n))
+                    .map(|(_, s)| *s)
+                    .collect();
+                c.dedup();
             }
-            seq.push(e.to.to_string());
+            let names: Vec<String> = c.iter().map(|s| s.to_string()).collect();
+            socks.push(names.join(" "));
         }
-        seq.join(" ")
+        socks.join(" ; ")
     };
     format!(
         "wire: {} | client: {} | server: {}",
