@@ -351,3 +351,21 @@ fn a_pair_used_again_after_the_end_is_a_new_connection() {
     assert_eq!(folded.kinds.len(), 1);
     assert_eq!(folded.kinds[0].count, 2);
 }
+
+/// A socket in FIN_WAIT2 that data reaches after close() answers RST and is gone: that is
+/// not its timer, though the change is seen late (lesson 08).
+#[test]
+fn a_reset_is_not_taken_for_a_timer() {
+    use Flag::*;
+    use TcpState::*;
+    let (mut events, mut segments) = graceful(40000, 0);
+    events.truncate(7); // up to FIN_WAIT2 and CLOSE_WAIT
+    segments.truncate(7);
+    segments.push(seg(300, SERVER, 40000, &[Psh, Ack], 1, 7, 100));
+    segments.push(seg(310, 40000, SERVER, &[Rst], 7, 0, 0));
+    events.push(ev(320, SERVER, 40000, CloseWait, Close));
+    events.push(ev(90_000, 40000, SERVER, FinWait2, Close));
+    let text = wire::text(&Timeline::from_events(events).with_segments(segments));
+    assert!(!text.contains("timer]"), "{text}");
+    assert!(text.contains("RST seq=7"), "{text}");
+}

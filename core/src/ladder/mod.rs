@@ -402,7 +402,12 @@ fn one_svg(s: &mut String, l: &Ladder, cols: &Columns, y0: f64) {
                 Direction::ToClient => (sx, cx),
             };
             let next = ys.get(i + 1).copied().unwrap_or(y + row_h);
-            let (y1, y2) = (y - 4.0, next - 8.0);
+            // An arrow ends on the next row, where its arrival shows; before a row that says
+            // time passed or segments were left out, it ends short of that row's words.
+            let quiet = rows
+                .get(i + 1)
+                .is_some_and(|n| n.gap.is_some() || n.note.is_some());
+            let (y1, y2) = (y - 4.0, if quiet { y + 10.0 } else { next - 8.0 });
             let along = |t: f64| (x1 + (x2 - x1) * t, y1 + (y2 - y1) * t);
             // A lost segment's line stops short of the receiver, at its X.
             let (xe, ye) = if a.dropped { along(0.85) } else { (x2, y2) };

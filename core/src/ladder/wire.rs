@@ -520,7 +520,25 @@ fn ladder_of(p: &Part) -> Ladder {
     }
     let label = |i: usize| {
         let e = &t.events[i];
-        let by_timer = timed(e.from) && e.to == TcpState::Close && !received[i];
+        let by_timer = timed(e.from) && e.to == TcpState::Close && !received[i] && {
+            // Not the timer when the socket itself sent a RST meanwhile (data reached a
+            // socket that was closed), unless a new socket took its address and sent it.
+            let entered = t.events[..i]
+                .iter()
+                .rev()
+                .find(|p| p.local == e.local && p.to == e.from)
+                .map_or(0, |p| p.t_us);
+            let during = |at: u64| entered <= at && at <= e.t_us;
+            let reset = t
+                .segments
+                .iter()
+                .any(|s| s.has(Flag::Rst) && s.src == e.local && during(s.t_us));
+            let successor = t
+                .events
+                .iter()
+                .any(|p| p.local == e.local && p.from == TcpState::Close && during(p.t_us));
+            !reset || successor
+        };
         event_label(e, by_timer)
     };
     for (k, &(at, _, i, is_seg)) in items.iter().enumerate() {
