@@ -14,6 +14,7 @@
 //! binaries and the Python bindings are thin faces over it.
 
 pub mod error;
+pub mod ladder;
 pub mod limits;
 pub mod model;
 pub mod observe;

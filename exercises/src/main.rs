@@ -44,6 +44,8 @@ enum Command {
     Tour(cli::lessons::TourArgs),
     /// Play a scenario on the RFC 9293 model: a ladder diagram of how the connection ends.
     Model(cli::model::ModelArgs),
+    /// Draw the ladder of a saved run (a lesson's --json report): segments and states.
+    Ladder(cli::ladder::LadderArgs),
     /// The TCP state diagram (RFC 9293 Figure 5), generated from the model's transition table.
     Diagram(cli::diagram::DiagramArgs),
 }
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Tour(args) => cli::lessons::tour(&args),
         Command::Model(args) => cli::model::run(&args),
         Command::Diagram(args) => cli::diagram::run(&args),
+        Command::Ladder(args) => cli::ladder::run(&args),
         Command::Trace(args) => cli::trace::run(&args),
         Command::Capture(args) => cli::capture::run(&args),
     };

@@ -3,6 +3,7 @@
 pub mod capture;
 pub mod diagram;
 pub mod doctor;
+pub mod ladder;
 pub mod lessons;
 pub mod model;
 pub mod runner;
