@@ -44,6 +44,9 @@ enum Command {
     Tour(cli::lessons::TourArgs),
     /// Play a scenario on the RFC 9293 model: a ladder diagram of how the connection ends.
     Model(cli::model::ModelArgs),
+    /// Play the other side of a connection from a packetdrill script, against this kernel,
+    /// in a namespace of its own (no root needed); exit 0 when every line holds.
+    Peer(cli::peer::PeerArgs),
     /// The TCP state diagram (RFC 9293 Figure 5), generated from the model's transition table.
     Diagram(cli::diagram::DiagramArgs),
 }
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Diagram(args) => cli::diagram::run(&args),
         Command::Trace(args) => cli::trace::run(&args),
         Command::Capture(args) => cli::capture::run(&args),
+        Command::Peer(args) => cli::peer::run(&args),
     };
     match result {
         Ok(code) => code,
