@@ -5,7 +5,8 @@
 //!
 //! Every test uses its own listener on an ephemeral port and watches only that port, so the
 //! tests run in parallel with each other and with anything else on the machine. Tracepoint
-//! tests need root; without it they print "skipped: needs root" and pass. Left out on
+//! tests need root and are marked `#[ignore = "needs root"]`: `cargo test -- --include-ignored`
+//! (or `scripts/test-all` as root) runs them. Left out on
 //! purpose: IPv6 (the tracepoint parser's v6 path is unit-tested) and RST endings.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -100,10 +101,7 @@ fn is_subsequence(small: &[TcpState], big: &[TcpState]) -> bool {
 }
 
 fn check_tracepoint(ending: Ending) {
-    if !is_root() {
-        println!("skipped: needs root");
-        return;
-    }
+    assert!(is_root(), "the tracepoint backend needs root");
     let (t, conn, used) = trace(Backend::Tracepoint, ending);
     assert_eq!(used, Backend::Tracepoint);
     let (client, child) = expected(ending);
@@ -167,16 +165,19 @@ fn check_poll(ending: Ending) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tracepoint_client_closes_first() {
     check_tracepoint(Ending::ClientFirst);
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tracepoint_server_closes_first() {
     check_tracepoint(Ending::ServerFirst);
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tracepoint_close_wait_leak() {
     check_tracepoint(Ending::Leak);
 }
@@ -200,11 +201,9 @@ fn poll_close_wait_leak() {
 /// ago, yet the client is still in FIN_WAIT2 (a mini-socket); when the server finally closes,
 /// the tracer, watching that tuple through sock_diag, reports `FIN_WAIT2 -> TIME_WAIT`.
 #[test]
+#[ignore = "needs root"]
 fn tracepoint_orphan_fin_wait2_then_time_wait() {
-    if !is_root() {
-        println!("skipped: needs root");
-        return;
-    }
+    assert!(is_root(), "the tracepoint backend needs root");
     let listener = sockets::loopback_listener(false).unwrap();
     let port = listener.local_addr().unwrap().port();
     let tracer =

@@ -3,11 +3,14 @@
 //! running tracer. Also: asking for the tracepoint without root is a Permission error that
 //! points at the poll backend.
 //!
-//! One test function on purpose: this file is its own process, and running the steps one
-//! after another means every `tcplab-<our pid>-*` instance is one of ours. Left out: the
-//! Ctrl-C path, which needs a separate process (exercises/tests/trace_cli.rs).
+//! One root test function on purpose (`#[ignore = "needs root"]`): this file is its own
+//! process, and running the steps one after another means every `tcplab-<our pid>-*`
+//! instance is one of ours. The refusal runs as an ordinary user: as root, the test runs
+//! itself again as uid 65534. Left out: the Ctrl-C path, which needs a separate process
+//! (exercises/tests/trace_cli.rs).
 
 use std::fs;
+use std::process::Command;
 use std::time::Duration;
 
 use tcplab_core::Error;
@@ -53,18 +56,43 @@ fn cfg(port: u16, fault: Option<Fault>) -> TraceConfig {
     }
 }
 
+/// Without root, asking for the tracepoint is a Permission error that points at polling.
 #[test]
-fn nothing_left_behind() {
-    let listener = sockets::loopback_listener(false).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    if !is_root() {
-        match Tracer::start(cfg(port, None)) {
-            Err(Error::Permission(msg)) => assert!(msg.contains("poll"), "{msg}"),
-            other => panic!("expected a Permission error, got {other:?}"),
-        }
-        println!("skipped: needs root");
+fn tracepoint_without_root_is_refused() {
+    if is_root() {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tracepoint_without_root_is_refused",
+                "--nocapture",
+            ])
+            .output()
+            .expect("run setpriv (util-linux)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "as uid 65534:\n{text}");
+        assert!(text.contains("1 passed"), "ran as uid 65534:\n{text}");
         return;
     }
+    let listener = sockets::loopback_listener(false).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    match Tracer::start(cfg(port, None)) {
+        Err(Error::Permission(msg)) => assert!(msg.contains("poll"), "{msg}"),
+        other => panic!("expected a Permission error, got {other:?}"),
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn nothing_left_behind() {
+    assert!(is_root(), "the tracepoint backend needs root");
+    let listener = sockets::loopback_listener(false).unwrap();
+    let port = listener.local_addr().unwrap().port();
 
     // A normal end, with an event on the way.
     let tracer = Tracer::start(cfg(port, None)).unwrap();

@@ -52,12 +52,7 @@ fn lesson_03_as_nobody_captures_the_clients_fins() {
     let file = dir.join("03.pcapng");
     let args = ["--pcap", file.to_str().unwrap()];
     let name = "03-close-wait-leak";
-    // SAFETY: geteuid has no preconditions.
-    let report = if unsafe { libc::geteuid() } == 0 {
-        common::run_unprivileged(name, &args).expect("setpriv runs as root")
-    } else {
-        common::run(name, &args)
-    };
+    let report = common::run_unprivileged(name, &args);
     assert_ne!(report["backend"], "tracepoint");
     let segs = segments(&report);
     let fins_in = segs

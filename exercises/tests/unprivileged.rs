@@ -10,10 +10,7 @@ use tcplab_exercises::catalog::Catalog;
 fn every_binary_gives_its_verdict_without_root() {
     for name in Catalog::builtin().binary_names() {
         // Checks the verdict against the catalog and that no tracepoint was used.
-        if common::run_unprivileged(name, &[]).is_none() {
-            // Not root: the catalog test already runs every binary as this unprivileged user.
-            return;
-        }
+        common::run_unprivileged(name, &[]);
     }
 }
 
@@ -22,14 +19,10 @@ fn every_binary_gives_its_verdict_without_root() {
 #[test]
 fn churn_phases_work_without_root() {
     let args = ["--churn-secs", "0.5", "-n", "20"];
-    let Some(r) = common::run_unprivileged("05-server-closes-first", &args) else {
-        return;
-    };
+    let r = common::run_unprivileged("05-server-closes-first", &args);
     assert!(common::num(&r, "churn_connections") > 100, "{r}");
     assert_eq!(common::num(&r, "churn_failed"), 0, "{r}");
-    let Some(r) = common::run_unprivileged("09-port-exhaustion-churn", &args[..2]) else {
-        return;
-    };
+    let r = common::run_unprivileged("09-port-exhaustion-churn", &args[..2]);
     assert!(common::num(&r, "churn_connections") > 100, "{r}");
     assert_eq!(r["facts"]["churn_port_range"], "32768 60999", "{r}");
 }

@@ -63,41 +63,37 @@ pub fn run_with_env(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Value {
     check_report(name, &out)
 }
 
-/// Run a lesson binary as uid/gid 65534 (nobody) through `setpriv`, from a copy in a
-/// world-readable folder (the build folder may not be). `None` when the tests are not root
-/// (they then run unprivileged already) or setpriv is missing.
-pub fn run_unprivileged(name: &str, extra: &[&str]) -> Option<Value> {
+/// Run a lesson binary as an unprivileged user and check its report: as root, as uid/gid
+/// 65534 (nobody) through `setpriv`, from a copy in a world-readable folder (the build folder
+/// may not be); as anyone else, as that user, who already is unprivileged.
+pub fn run_unprivileged(name: &str, extra: &[&str]) -> Value {
     // SAFETY: geteuid has no preconditions and no side effects.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: dropping to uid 65534 needs root (these tests run unprivileged)");
-        return None;
-    }
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipped: setpriv (util-linux) is not installed");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("tcplab-unpriv-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let copy = dir.join(name);
-    std::fs::copy(binary_path(name), &copy).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&copy)
-        .arg("--json")
-        .args(extra)
-        .current_dir(&dir)
-        .env("HOME", &dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{name}: cannot run setpriv: {e}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let report = check_report(name, &out);
+    let report = if unsafe { libc::geteuid() } != 0 {
+        run(name, extra)
+    } else {
+        let dir = std::env::temp_dir().join(format!("tcplab-unpriv-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join(name);
+        std::fs::copy(binary_path(name), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&copy)
+            .arg("--json")
+            .args(extra)
+            .current_dir(&dir)
+            .env("HOME", &dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = out.unwrap_or_else(|e| panic!("{name}: cannot run setpriv (util-linux): {e}"));
+        check_report(name, &out)
+    };
     assert_ne!(
         report["backend"], "tracepoint",
         "{name} traced without root: {report}"
     );
-    Some(report)
+    report
 }
 
 /// A fact of the report (null when absent).
