@@ -241,3 +241,57 @@ fn an_unsupported_construct_is_named() {
         "{stderr}"
     );
 }
+
+/// The shipped teaching scripts (exercises/peer/) hold, and `--explain` shows the state
+/// each is about, right after the line that makes it; `--pcap` saves every segment.
+#[test]
+fn shipped_scripts_show_their_state() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("peer");
+    let pcap = std::env::temp_dir().join(format!("tcplab-peer-{}.pcapng", std::process::id()));
+    for (script, line, state) in [
+        ("lost-last-ack.pkt", "close(4) = 0", "LAST_ACK"),
+        ("crossed-fins.pkt", "< F. 1:1(0) ack 1 win 65535", "CLOSING"),
+        (
+            "crossed-fins.pkt",
+            "< . 2:2(0) ack 2 win 65535",
+            "TIME_WAIT",
+        ),
+    ] {
+        let path = dir.join(script);
+        let loose = ["--tolerance-usecs", "1000000", "--explain", "--pcap"];
+        let args: Vec<&str> = loose
+            .iter()
+            .copied()
+            .chain([pcap.to_str().unwrap()])
+            .collect();
+        let out = run(&path, false, &args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{script}:\n{stdout}\n{stderr}");
+        // The line, then (after it, before the next line) the state it produced. The
+        // states are polled every few milliseconds: the state shows by the next line.
+        let lines: Vec<&str> = stdout.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains(line))
+            .unwrap_or_else(|| panic!("{line:?} in {stdout}"));
+        assert!(
+            lines[at..(at + 2).min(lines.len())]
+                .iter()
+                .any(|l| l.contains(state)),
+            "{state} after {line:?} in {script}:\n{stdout}"
+        );
+        let packets =
+            tcplab_core::observe::capture::pcapng::read(&std::fs::read(&pcap).unwrap()).unwrap();
+        let segments = stdout
+            .lines()
+            .filter(|l| l.contains(" > ") || l.contains(" < "))
+            .count();
+        assert!(
+            packets.len() >= segments,
+            "{} packets for {segments} segment lines",
+            packets.len()
+        );
+    }
+    let _ = std::fs::remove_file(&pcap);
+}
