@@ -98,7 +98,6 @@ pub struct Link {
     peer_ifindex: i32,
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
-    drainer: Option<JoinHandle<()>>,
 }
 
 /// `struct virtio_net_hdr` with nothing set: no checksum to finish, no segmentation.
@@ -194,26 +193,24 @@ impl Link {
         bind_packet(&capture, ifindex(DEVICE)?, libc::ETH_P_ALL as u16)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
+        // A TUN device keeps what the kernel sends until someone reads it, and TCP holds
+        // back its next segments until then (TCP small queues count them as still in the
+        // host): packetdrill reads it as it sniffs, and so does the capture thread, in the
+        // same wake-up.
+        let tun_fd = if tun {
+            let fd = inject.try_clone().context("dup the TUN fd")?;
+            // SAFETY: fcntl on our own descriptor.
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+            Some(fd)
+        } else {
+            None
+        };
         let reader = {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("peer-capture".into())
-                .spawn(move || read_outgoing(capture, tx, &stop))
+                .spawn(move || read_outgoing(capture, tun_fd, tx, &stop))
                 .context("start the capture thread")?
-        };
-        // A TUN device queues what the kernel sends until someone reads it; packetdrill reads
-        // it too (transmit completion feeds back into TCP).
-        let drainer = if tun {
-            let fd = inject.try_clone().context("dup the TUN fd")?;
-            let stop = stop.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("peer-tun-drain".into())
-                    .spawn(move || drain(fd, &stop))
-                    .context("start the TUN reader")?,
-            )
-        } else {
-            None
         };
         Ok((
             Link {
@@ -223,7 +220,6 @@ impl Link {
                 peer_ifindex,
                 stop,
                 reader: Some(reader),
-                drainer,
             },
             rx,
         ))
@@ -271,10 +267,7 @@ impl Link {
 impl Drop for Link {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for h in [self.reader.take(), self.drainer.take()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(h) = self.reader.take() {
             let _ = h.join();
         }
         if self.kind == LinkKind::Veth {
@@ -399,19 +392,28 @@ fn mac(name: &str) -> Result<[u8; 6]> {
     }
 }
 
-/// Wait up to `ms` for `fd` to be readable.
-fn readable(fd: i32, ms: i32) -> bool {
-    let mut p = libc::pollfd {
+/// Wait up to `ms` for any of `fds` (-1: none) to be readable.
+fn readable(fds: [i32; 2], ms: i32) -> bool {
+    let mut p = fds.map(|fd| libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
-    };
-    // SAFETY: one pollfd we own.
-    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+    });
+    // SAFETY: two pollfds we own; poll ignores negative descriptors.
+    unsafe { libc::poll(p.as_mut_ptr(), 2, ms) > 0 }
 }
 
-fn read_outgoing(fd: OwnedFd, tx: mpsc::Sender<Sent>, stop: &AtomicBool) {
+/// Read and drop every packet waiting on the (non-blocking) TUN descriptor.
+fn drain(fd: Option<&OwnedFd>, buf: &mut [u8]) {
+    let Some(fd) = fd else { return };
+    // SAFETY: reads into our buffer until the queue is empty (EAGAIN).
+    while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
+fn read_outgoing(fd: OwnedFd, tun: Option<OwnedFd>, tx: mpsc::Sender<Sent>, stop: &AtomicBool) {
     let mut buf = vec![0u8; RECV_BUF];
+    let mut tun_buf = vec![0u8; RECV_BUF];
+    let fds = [fd.as_raw_fd(), tun.as_ref().map_or(-1, |t| t.as_raw_fd())];
     // The kernel stamps each packet as it leaves; a busy machine may wake this thread
     // milliseconds later, and the script's timing is about the kernel, not about us.
     let on: libc::c_int = 1;
@@ -426,9 +428,10 @@ fn read_outgoing(fd: OwnedFd, tx: mpsc::Sender<Sent>, stop: &AtomicBool) {
         );
     }
     while !stop.load(Ordering::Relaxed) {
-        if !readable(fd.as_raw_fd(), 20) {
+        if !readable(fds, 20) {
             continue;
         }
+        drain(tun.as_ref(), &mut tun_buf);
         let mut control = [0u64; 16];
         // SAFETY: recvmsg into our buffer, a zeroed sockaddr_ll and a control buffer, all
         // sized as the msghdr says; the cmsg walk stays within the control length returned.
@@ -479,16 +482,6 @@ fn read_outgoing(fd: OwnedFd, tx: mpsc::Sender<Sent>, stop: &AtomicBool) {
         let bytes = buf[..n as usize].to_vec();
         if tx.send(Sent { at, bytes }).is_err() {
             return;
-        }
-    }
-}
-
-fn drain(fd: OwnedFd, stop: &AtomicBool) {
-    let mut buf = vec![0u8; RECV_BUF];
-    while !stop.load(Ordering::Relaxed) {
-        if readable(fd.as_raw_fd(), 20) {
-            // SAFETY: read into our buffer.
-            unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         }
     }
 }
