@@ -33,7 +33,7 @@ use super::script::{
 use super::sys::{self, FdTable, Outcome, PORT};
 use super::wire::Wire;
 use crate::observe::capture::Frame;
-use crate::observe::{Family, Query, diag};
+use crate::observe::{Family, Query, diag, infer};
 use crate::segment::{Numbering, Segment, parse_frame};
 use crate::state::TcpState;
 use crate::timeline::{Event, Source, Timeline};
@@ -960,9 +960,23 @@ fn spawn_poller(start: Instant, stop: Arc<AtomicBool>) -> Result<JoinHandle<Vec<
                 let now: HashMap<SockKey, TcpState> = snapshot().into_iter().collect();
                 let t_us = start.elapsed().as_micros() as u64;
                 for (k, &s) in &now {
-                    let from = prev.get(k).copied().unwrap_or(TcpState::Close);
-                    if from != s {
-                        events.push(Event::new(t_us, k.0, k.1, from, s, Source::Poll));
+                    let Some(&from) = prev.get(k) else {
+                        events.push(Event::new(t_us, k.0, k.1, TcpState::Close, s, Source::Poll));
+                        continue;
+                    };
+                    if from == s {
+                        continue;
+                    }
+                    // A state shorter than one poll (FIN_WAIT1 on the way to CLOSING) is
+                    // filled in from Linux's state graph, marked as inferred.
+                    let path = infer::shortest_path(from, s).unwrap_or_else(|| vec![from, s]);
+                    for (i, step) in path.windows(2).enumerate() {
+                        let source = if i + 2 == path.len() {
+                            Source::Poll
+                        } else {
+                            Source::Inferred
+                        };
+                        events.push(Event::new(t_us, k.0, k.1, step[0], step[1], source));
                     }
                 }
                 for (k, &s) in &prev {

@@ -23,6 +23,7 @@ use tcplab_core::peer::link::{LOCAL_IP, LinkKind, REMOTE_IP};
 use tcplab_core::peer::script::flags_text;
 use tcplab_core::peer::{self, Options, Report};
 use tcplab_core::segment::Flag;
+use tcplab_core::timeline::Source;
 
 use crate::lessons::netns;
 
@@ -132,9 +133,14 @@ fn ladder(report: &Report) {
         } else {
             format!("{} -> {}", e.local, e.remote)
         };
+        let how = if e.source == Source::Inferred {
+            "  (inferred: shorter than one poll)"
+        } else {
+            ""
+        };
         rows.push((
             e.t_us,
-            format!("{:<10} {socket}: {} -> {}", "state", e.from, e.to),
+            format!("{:<10} {socket}: {} -> {}{how}", "state", e.from, e.to),
         ));
     }
     rows.sort_by_key(|(t, _)| *t);
