@@ -296,3 +296,69 @@ fn shipped_scripts_show_their_state() {
     }
     let _ = std::fs::remove_file(&pcap);
 }
+
+/// `tcplab model SCENARIO --kernel --json` for all 8 scenarios: both sides played on this
+/// kernel (the peer as the other side), each with the state the kernel holds at the end,
+/// which lasts (polls may miss a state of a few milliseconds, never the last one); every
+/// difference from the model comes with its reason.
+#[test]
+fn every_model_scenario_on_the_kernel() {
+    use tcplab_core::model::Scenario;
+    let finals = |s: Scenario| match s {
+        Scenario::ClientClose => ("TIME_WAIT", "CLOSE"),
+        Scenario::ServerClose => ("CLOSE", "TIME_WAIT"),
+        Scenario::SimultaneousClose => ("TIME_WAIT", "TIME_WAIT"),
+        Scenario::Abort => ("CLOSE", "CLOSE"),
+        Scenario::HalfClose => ("TIME_WAIT", "CLOSE"),
+        Scenario::LostLastAck => ("TIME_WAIT", "CLOSE"),
+        // The stale segment's ACK draws the server's RST, which ends TIME_WAIT (RFC 1337).
+        Scenario::OldDuplicate => ("CLOSE", "CLOSE"),
+        Scenario::CloseWaitLeak => ("FIN_WAIT2", "CLOSE_WAIT"),
+    };
+    let whos: &[bool] = if is_root() { &[false, true] } else { &[false] };
+    for &nobody in whos {
+        for scenario in Scenario::ALL {
+            let mut cmd = if nobody {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+                c
+            } else {
+                Command::new(BIN)
+            };
+            let out = cmd
+                .args(["model", scenario.name(), "--kernel", "--json"])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{scenario}: {stderr}");
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{scenario}: {e}: {stderr}"));
+            let (client, server) = finals(scenario);
+            for (side, last) in [("client", client), ("server", server)] {
+                let kernel = v["kernel"][side].as_array().unwrap();
+                let model = v["model"][side].as_array().unwrap();
+                assert!(
+                    kernel.len() >= 3 && model.len() >= 3,
+                    "{scenario} {side}: {v}"
+                );
+                assert_eq!(
+                    kernel.last().unwrap(),
+                    last,
+                    "{scenario} {side} (65534: {nobody}): {v}"
+                );
+                assert_eq!(kernel[0], "CLOSE", "{scenario} {side}: {v}");
+            }
+            for d in v["differences"].as_array().unwrap() {
+                let why = d["why"].as_str().unwrap_or("");
+                assert!(
+                    why.len() > 20,
+                    "{scenario}: a difference without its reason: {d}"
+                );
+                assert!(
+                    ["client", "server"].contains(&d["side"].as_str().unwrap()),
+                    "{d}"
+                );
+            }
+        }
+    }
+}

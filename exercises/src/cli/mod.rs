@@ -5,6 +5,7 @@ pub mod diagram;
 pub mod doctor;
 pub mod lessons;
 pub mod model;
+pub mod model_kernel;
 pub mod peer;
 pub mod runner;
 pub mod snapshot;
