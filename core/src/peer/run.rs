@@ -993,3 +993,44 @@ fn spawn_poller(start: Instant, stop: Arc<AtomicBool>) -> Result<JoinHandle<Vec<
         })
         .context("start the state poller")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(line: usize, t_us: u64) -> LineNote {
+        LineNote {
+            line,
+            text: String::new(),
+            t_us,
+            states: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_line_gets_the_states_before_the_next() {
+        let a: SocketAddr = "192.168.0.2:8080".parse().unwrap();
+        let b: SocketAddr = "192.0.2.1:47001".parse().unwrap();
+        let ev = |t, from, to| Event::new(t, a, b, from, to, Source::Poll);
+        let events = [
+            ev(5, TcpState::Close, TcpState::Established),
+            ev(25, TcpState::Established, TcpState::CloseWait),
+            ev(45, TcpState::CloseWait, TcpState::Close),
+        ];
+        let mut notes = vec![note(1, 0), note(2, 20), note(3, 40)];
+        fill_states(&mut notes, &events);
+        let states: Vec<Vec<TcpState>> = notes
+            .iter()
+            .map(|n| n.states.iter().map(|s| s.2).collect())
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                vec![TcpState::Established],
+                vec![TcpState::CloseWait],
+                // The last line sees the end: the socket is gone.
+                vec![],
+            ]
+        );
+    }
+}
