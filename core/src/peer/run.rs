@@ -238,8 +238,8 @@ pub fn run(script: &Script, opts: &Options) -> Result<Report> {
     if let Some(init) = &script.init {
         shell(opts, init.line, &init.text)?;
     }
-    // Time 0 is a little ahead, so that starting the capture, poller and watchdog threads does not make the
-    // first line late.
+    // Time 0 is a little ahead, so that starting the capture, poller and watchdog threads
+    // does not make the first line late.
     let start = Instant::now() + START_MARGIN;
     let real_start = SystemTime::now() + START_MARGIN;
     let stop = Arc::new(AtomicBool::new(false));
