@@ -15,10 +15,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tcplab_core::segment::Sent;
 use tcplab_core::sockets;
+use tcplab_core::timeline::Side;
 use tcplab_core::{Segment, TcpState};
 
 use crate::catalog::Verdict;
-use crate::lesson::{Lab, Sides};
+use crate::facts;
+use crate::lab::{Lab, Sides};
 use crate::lessons::net::{self, IO_TIMEOUT, Own, errno_name};
 
 /// What the server sends in part 1: 8 MiB, more than the send and receive buffers hold.
@@ -91,8 +93,9 @@ fn request_with_body(addr: SocketAddr, own: &mut Own) -> io::Result<Received> {
 
 /// Every socket of the connection has finished: only the listener and TIME_WAIT remain.
 fn settled(s: &Sides) -> bool {
-    s.total("server") == s.count("server", TcpState::Listen) + s.count("server", TcpState::TimeWait)
-        && s.total("client") == s.count("client", TcpState::TimeWait)
+    s.total(Side::Server)
+        == s.count(Side::Server, TcpState::Listen) + s.count(Side::Server, TcpState::TimeWait)
+        && s.total(Side::Client) == s.count(Side::Client, TcpState::TimeWait)
 }
 
 fn error_fact(e: &Option<io::Error>) -> Option<String> {
@@ -162,7 +165,7 @@ pub fn run(
              SO_LINGER 0 despite the name, grew by {grew} (it counts machine-wide)"
         ));
     }
-    let tw1 = seen1.count("server", TcpState::TimeWait);
+    let tw1 = seen1.count(Side::Server, TcpState::TimeWait);
     let lost1 = is_reset(&got.error) && got.bytes < bytes_sent && tw1 == 0;
     if lost1 {
         lab.say(format!(
@@ -176,11 +179,11 @@ pub fn run(
              TIME_WAIT on the server side for 60 s",
         );
     }
-    lab.fact("bytes_sent", bytes_sent);
-    lab.fact("bytes_received", got.bytes);
-    lab.fact("client_error", error_fact(&got.error));
-    lab.fact("server_error", served.as_ref().err().map(errno_name));
-    lab.fact("server_time_wait", tw1);
+    lab.fact(facts::BYTES_SENT, bytes_sent);
+    lab.fact(facts::BYTES_RECEIVED, got.bytes);
+    lab.fact(facts::CLIENT_ERROR, error_fact(&got.error));
+    lab.fact(facts::SERVER_ERROR, served.as_ref().err().map(errno_name));
+    lab.fact(facts::SERVER_TIME_WAIT, tw1);
     lab.fact("kernel_tcp_abort_on_data_growth", abort_on_data);
 
     // Part 2: close() with unread data in the receive buffer.
@@ -214,7 +217,7 @@ pub fn run(
         )),
     }
     let seen = own.wait_until(lab, Duration::from_secs(2), |s| {
-        settled(s) && (s.count("server", TcpState::TimeWait) > tw1 || is_reset(&got2.error))
+        settled(s) && (s.count(Side::Server, TcpState::TimeWait) > tw1 || is_reset(&got2.error))
     })?;
     lab.say(format!("kernel says: {}", seen.describe()));
     let abort_on_close = net::counter_growth("TCPAbortOnClose", abort_on_close);
@@ -224,7 +227,9 @@ pub fn run(
              {grew} (it counts machine-wide)"
         ));
     }
-    let tw2 = seen.count("server", TcpState::TimeWait).saturating_sub(tw1);
+    let tw2 = seen
+        .count(Side::Server, TcpState::TimeWait)
+        .saturating_sub(tw1);
 
     // The wire: what the server said to each client, and what came back.
     let wire = lab.wire()?;
@@ -245,18 +250,18 @@ pub fn run(
             w.unacked(),
             (bytes_sent as u64).saturating_sub(u64::from(w.bytes))
         ));
-        lab.fact("wire_server_rst", w.rst);
-        lab.fact("wire_server_fin", w.fin);
-        lab.fact("wire_bytes_sent", w.bytes);
-        lab.fact("wire_bytes_acked", w.acked);
+        lab.fact(facts::WIRE_SERVER_RST, w.rst);
+        lab.fact(facts::WIRE_SERVER_FIN, w.fin);
+        lab.fact(facts::WIRE_BYTES_SENT, w.bytes);
+        lab.fact(facts::WIRE_BYTES_ACKED, w.acked);
     }
     if let Some(w) = wire2 {
         lab.say(format!(
             "on the wire, part 2: the server sent {} RST and {} FIN after its {}-byte reply",
             w.rst, w.fin, w.bytes
         ));
-        lab.fact("unread_wire_server_rst", w.rst);
-        lab.fact("unread_wire_server_fin", w.fin);
+        lab.fact(facts::UNREAD_WIRE_SERVER_RST, w.rst);
+        lab.fact(facts::UNREAD_WIRE_SERVER_FIN, w.fin);
     }
     // With the wire in view a RST is graded as such; without, by its traces in the client's
     // errno and the missing TIME_WAIT.
@@ -278,12 +283,12 @@ pub fn run(
     }
     lab.fact("unread_bytes_at_close", REQUEST_BODY_BYTES);
     lab.fact("unread_reply_bytes_received", got2.bytes);
-    lab.fact("unread_client_error", error_fact(&got2.error));
+    lab.fact(facts::UNREAD_CLIENT_ERROR, error_fact(&got2.error));
     lab.fact(
         "unread_server_error",
         served2.as_ref().err().map(errno_name),
     );
-    lab.fact("unread_server_time_wait", tw2);
+    lab.fact(facts::UNREAD_SERVER_TIME_WAIT, tw2);
     lab.fact("kernel_tcp_abort_on_close_growth", abort_on_close);
 
     let graceful = |w: Option<Sent>| w.is_none_or(|w| w.rst == 0 && w.fin == 1);

@@ -26,10 +26,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tcplab_core::observe::{self, Method, Query, SocketRow, diag};
 use tcplab_core::segment::Flag;
+use tcplab_core::timeline::Side;
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
-use crate::lesson::Lab;
+use crate::facts;
+use crate::lab::Lab;
 
 /// The hidden flag that turns the binary into the mystery server.
 pub const CHILD_FLAG: &str = "--mystery-server";
@@ -385,8 +387,8 @@ fn operate(
                 "some sockets were closed with FIN"
             }
         ));
-        lab.fact("wire_server_rst", rst);
-        lab.fact("wire_server_fin", fin);
+        lab.fact(facts::WIRE_SERVER_RST, rst);
+        lab.fact(facts::WIRE_SERVER_FIN, fin);
     }
     lab.fact("child_pids", &owner.all_pids);
     lab.fact("owner_pid_after", owner.pid);
@@ -408,7 +410,7 @@ fn operate(
         // No CLOSE_WAIT left is the symptom gone. The service must still run, and the process
         // on the port must hold nothing but its listener: SOCK_DESTROY ends the sockets but
         // leaves their descriptors taken in the owner.
-        let listening = seen.count("server", TcpState::Listen);
+        let listening = seen.count(Side::Server, TcpState::Listen);
         lab.fact("listening_after", listening);
         lab.require(
             listening > 0,

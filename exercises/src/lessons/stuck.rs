@@ -29,10 +29,12 @@ use anyhow::{Context, Result, bail};
 use socket2::{Domain, Protocol, Socket, Type};
 use tcplab_core::observe::SocketRow;
 use tcplab_core::segment::Flag;
+use tcplab_core::timeline::Side;
 use tcplab_core::{Segment, TcpState, sockets};
 
 use crate::catalog::Verdict;
-use crate::lesson::{CLOSE_GRACE, Lab};
+use crate::facts;
+use crate::lab::{CLOSE_GRACE, Lab};
 
 /// How long the client's reconnect may take before we call it stuck.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -309,7 +311,7 @@ fn lesson(lab: &mut Lab, server: SocketAddr) -> Result<()> {
         names(&c),
         names(&s)
     ));
-    let close_wait_after = lab.sides()?.count("server", TcpState::CloseWait);
+    let close_wait_after = lab.sides()?.count(Side::Server, TcpState::CloseWait);
 
     // The wire, which sees each segment of this one connection (no counter shared with
     // other programs).
@@ -325,9 +327,9 @@ fn lesson(lab: &mut Lab, server: SocketAddr) -> Result<()> {
                 w.ladder.join(" -> ")
             }
         ));
-        lab.fact("wire_reconnect", &w.ladder);
-        lab.fact("wire_syns", w.syns);
-        lab.fact("wire_client_rsts", w.client_rsts);
+        lab.fact(facts::WIRE_RECONNECT, &w.ladder);
+        lab.fact(facts::WIRE_SYNS, w.syns);
+        lab.fact(facts::WIRE_CLIENT_RSTS, w.client_rsts);
     }
     let acks = match &wire {
         Some(w) => Some(w.challenge_acks as u64),
@@ -358,7 +360,7 @@ fn lesson(lab: &mut Lab, server: SocketAddr) -> Result<()> {
     lab.fact("connect_result", &connect_result);
     lab.fact("connect_ms", connect_ms as u64);
     lab.fact("syn_retransmits", retrans);
-    lab.fact("challenge_acks_seen", acks);
+    lab.fact(facts::CHALLENGE_ACKS_SEEN, acks);
     lab.fact("server_close_wait_after", close_wait_after);
 
     let connected = stream.is_some();

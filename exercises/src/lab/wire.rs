@@ -1,6 +1,8 @@
 //! `--pcap FILE` for every lesson binary: capture the segments on the lesson's server port
 //! while the lesson is watched, add them to the report (`segments`, and the timeline's
 //! `segments`) and write them as pcapng with the state changes as packet comments.
+//! `--ladder` and `--ladder-svg FILE` capture the same way and draw the run
+//! ([`tcplab_core::ladder::wire`]).
 //!
 //! Lessons about the wire (`wire = true` in the catalog: 07, 08, 10, 11) capture on every
 //! run and read the segments for their verdicts through [`Lab::wire`]; where capture is
@@ -18,6 +20,8 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::time::Instant;
 
+use tcplab_core::Timeline;
+use tcplab_core::ladder::wire as ladder;
 use tcplab_core::observe::capture::{self, CaptureReport, pcapng};
 use tcplab_core::observe::trace::is_root;
 
@@ -54,9 +58,10 @@ impl Lab {
         }
     }
 
-    /// Whether this run captures: with `--pcap`, or always for a lesson about the wire.
+    /// Whether this run captures: for a pcapng file or a ladder, or always for a lesson
+    /// about the wire.
     fn capture_wanted(&self) -> bool {
-        self.args.pcap.is_some() || self.lesson.wire
+        self.args.wants_wire() || self.lesson.wire
     }
 
     /// Stop the capture now and return every segment it saw on the server port, for a
@@ -66,10 +71,10 @@ impl Lab {
     pub fn wire(&mut self) -> anyhow::Result<Option<Vec<tcplab_core::Segment>>> {
         self.stop_wire()?;
         if let Some(segments) = self.wire_report.as_ref().map(|r| r.segments.clone()) {
-            self.fact("wire", true);
+            self.fact(crate::facts::WIRE, true);
             return Ok(Some(segments));
         }
-        if !self.facts.contains_key("wire") {
+        if !self.facts.contains_key(crate::facts::WIRE) {
             let why = self
                 .wire_missing
                 .clone()
@@ -77,7 +82,7 @@ impl Lab {
             self.say(format!(
                 "no capture of the wire ({why}): graded on the socket states and errors alone"
             ));
-            self.fact("wire", false);
+            self.fact(crate::facts::WIRE, false);
         }
         Ok(None)
     }
@@ -152,6 +157,31 @@ impl Lab {
         }
         let timeline = std::mem::take(&mut self.timeline);
         self.timeline = timeline.with_segments(segments);
+        Ok(())
+    }
+
+    /// `--ladder` and `--ladder-svg FILE`: draw the run. The text goes to stdout with the
+    /// narration, or to stderr beside a `--json` report (stdout stays one JSON object).
+    pub(super) fn draw_ladder(&self, timeline: &Timeline) -> anyhow::Result<()> {
+        if self.args.ladder {
+            let text = ladder::text(timeline);
+            if self.narrating() {
+                print_line("");
+                print_line("the ladder of this run (segments on the wire, states beside them):");
+                for line in text.lines() {
+                    print_line(line);
+                }
+            } else {
+                eprint!("{text}");
+            }
+        }
+        if let Some(path) = &self.args.ladder_svg {
+            std::fs::write(path, ladder::svg(timeline))
+                .map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))?;
+            if self.narrating() {
+                print_line(&format!("    wrote the ladder to {}", path.display()));
+            }
+        }
         Ok(())
     }
 }
