@@ -139,6 +139,7 @@ impl Trace {
                     if let Some(c) = captured {
                         self.lock().capture_stats = Some(c.stats);
                         r.timeline = std::mem::take(&mut r.timeline).with_segments(c.segments);
+                        r.timeline.date_inferred_by_segments();
                         r.warnings.extend(c.warnings);
                     }
                     r

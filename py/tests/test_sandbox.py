@@ -45,6 +45,13 @@ def test_sandbox_shows_both_sides_and_every_segment() -> None:
     assert list(fins["src"]) == [client, "127.0.0.1:5000"], df
     assert (df["src"].iloc[-1], df["flags"].iloc[-1]) == (client, "ACK"), df
     assert run.capture_stats is not None and run.capture_stats["kernel_drops"] == 0
+    # A step the poll did not see is placed at the segment behind it: the server's
+    # CLOSE_WAIT at the client's FIN, its LAST_ACK at its own FIN.
+    server_end = {e.to_state: e for e in run.timeline if e.local_port == 5000 and e.remote_port}
+    for state, row in (("CLOSE_WAIT", fins.iloc[0]), ("LAST_ACK", fins.iloc[1])):
+        e = server_end[state]
+        if e.source == "inferred":
+            assert abs(e.t_ms - float(row["t_ms"])) < 1e-6, (state, e, df)
 
 
 def test_nothing_of_the_host_is_seen_or_reachable() -> None:

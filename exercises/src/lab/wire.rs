@@ -157,6 +157,8 @@ impl Lab {
         }
         let timeline = std::mem::take(&mut self.timeline);
         self.timeline = timeline.with_segments(segments);
+        // Steps a poll filled in are dated by the segments behind them.
+        self.timeline.date_inferred_by_segments();
         Ok(())
     }
 

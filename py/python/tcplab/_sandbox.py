@@ -84,8 +84,9 @@ class SandboxRun:
             f"{len(self.timeline.segments_to_dicts())} segments, {self.namespace})"
         )
 
-    def _repr_html_(self) -> str:
-        return self.timeline._repr_html_()
+    def _repr_svg_(self) -> str | None:
+        """Jupyter draws a sandbox run as its timeline's ladder."""
+        return self.timeline._repr_svg_()
 
 
 def _observe(
