@@ -83,6 +83,7 @@ pub fn stats_dict<'py>(py: Python<'py>, s: &CaptureStats) -> PyResult<Bound<'py,
     d.set_item("kernel_drops", s.kernel_drops)?;
     d.set_item("duplicates", s.duplicates)?;
     d.set_item("unparsed", s.unparsed)?;
+    d.set_item("over_limit", s.over_limit)?;
     Ok(d)
 }
 
@@ -193,7 +194,7 @@ impl PyCapture {
     }
 
     /// Once stopped, the kernel's counters as a dict (segments, kernel_packets, kernel_drops,
-    /// duplicates, unparsed); None before.
+    /// duplicates, unparsed, over_limit: segments left out past the bound); None before.
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         match &self.lock().0 {

@@ -267,7 +267,7 @@ impl Trace {
     }
 
     /// With `capture=True`, once stopped: the capture's counters (segments, kernel_packets,
-    /// kernel_drops, duplicates, unparsed); None otherwise.
+    /// kernel_drops, duplicates, unparsed, over_limit); None otherwise.
     #[getter]
     fn capture_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         match &self.lock().capture_stats {
