@@ -315,9 +315,27 @@ fn lesson(lab: &mut Lab, server: SocketAddr) -> Result<()> {
 
     // The wire, which sees each segment of this one connection (no counter shared with
     // other programs).
-    let wire = lab
-        .wire()?
-        .map(|segs| reconnect_on_wire(&segs, local, server));
+    let segments = lab.wire()?;
+    let wire = segments
+        .as_deref()
+        .map(|segs| reconnect_on_wire(segs, local, server));
+    if let Some(segs) = &segments {
+        // A server that "fixes" CLOSE_WAIT by aborting (SO_LINGER 0 on EOF) leaves no
+        // CLOSE_WAIT either; its RST is only on the wire.
+        let resets = segs
+            .iter()
+            .filter(|s| s.src == server && s.dst == local && s.has(Flag::Rst))
+            .count();
+        lab.fact(facts::WIRE_SERVER_RST, resets);
+        lab.require(
+            resets == 0,
+            format!(
+                "the server ended the client's connection with RST ({resets} on the wire), not \
+                 FIN: an abort (SO_LINGER 0) leaves no CLOSE_WAIT, but the peer never sees an \
+                 orderly end; close() without it sends FIN"
+            ),
+        );
+    }
     if let Some(w) = &wire {
         lab.say(format!(
             "on the wire, the reconnect: {}",
