@@ -8,12 +8,14 @@
 //!   captured beside them.
 //! - [`model`]: the RFC 9293 state machine and a two-endpoint simulator.
 //! - [`sockets`]: the socket options the lessons turn on and off.
+//! - [`kernel`]: the namespace's counters, sysctls, errno names, rlimits, root or not.
 //! - [`vocab`] and [`limits`]: the names users type and the limits every face checks.
 //!
 //! This crate has no Python and no terminal UI in it on purpose: the runner, the lesson
 //! binaries and the Python bindings are thin faces over it.
 
 pub mod error;
+pub mod kernel;
 pub mod limits;
 pub mod model;
 pub mod observe;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde::Serialize;
+use tcplab_core::kernel::{open_file_limit, raise_open_file_limit};
 use tcplab_core::observe::capture::{Capture, CaptureReport};
 use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
 use tcplab_core::observe::{self, Method, Query, SocketRow};
@@ -178,11 +179,14 @@ pub struct Lab {
     pub args: LessonArgs,
     pub lesson: Lesson,
     pub binary: Binary,
-    started: Instant,
     server_port: Option<u16>,
     backend: String,
     timeline: Timeline,
-    facts: serde_json::Map<String, serde_json::Value>,
+    /// Behind a lock so that code holding only `&Lab` (a binary's client) can add facts.
+    facts: Mutex<serde_json::Map<String, serde_json::Value>>,
+    /// With [`Lab::only_address`]: the listener's exact address; sockets whose ends are not
+    /// it are left out of every view, whatever their port number.
+    own_server: Option<SocketAddr>,
     /// Connections on the server port that predate [`Lab::watch`]: left over from an earlier
     /// program that had the same port number (say a client of it, still in TIME_WAIT). They
     /// are not this lesson's and are left out of every view.
@@ -221,11 +225,11 @@ impl Lab {
             args,
             lesson: lesson.clone(),
             binary: binary.clone(),
-            started: Instant::now(),
             server_port: None,
             backend: "none".to_string(),
             timeline: Timeline::new(),
-            facts: serde_json::Map::new(),
+            facts: Mutex::new(serde_json::Map::new()),
+            own_server: None,
             stale: Mutex::new(HashMap::new()),
             failed: Vec::new(),
             netns: None,
@@ -312,7 +316,16 @@ impl Lab {
     /// Leave out the connections that predate [`Lab::watch`]: same address pair, same inode
     /// (0 for TIME_WAIT and other mini-sockets). The same pair with another inode is this
     /// lesson's connection reusing the pair (tcp_tw_reuse), and it counts from then on.
+    /// With [`Lab::only_address`], also leave out sockets whose ends are not the listener's
+    /// exact address.
     fn own_rows(&self, rows: Vec<SocketRow>) -> Vec<SocketRow> {
+        let rows = match self.own_server {
+            Some(server) => rows
+                .into_iter()
+                .filter(|r| r.local == server || r.remote == server)
+                .collect(),
+            None => rows,
+        };
         let mut stale = self.stale.lock().unwrap_or_else(|e| e.into_inner());
         if stale.is_empty() {
             return rows;
@@ -330,6 +343,15 @@ impl Lab {
                 }
             })
             .collect()
+    }
+
+    /// Count only the connections of the listener at `server` (call after [`Lab::watch`]).
+    /// The port filter alone also matches other programs' sockets that share the number:
+    /// a `[::1]` socket beside our `127.0.0.1` listener, say. With this, every view
+    /// ([`Lab::sides`], [`Lab::rows`], [`Lab::wait_until`]) keeps only sockets with `server`
+    /// at one end.
+    pub fn only_address(&mut self, server: SocketAddr) {
+        self.own_server = Some(server);
     }
 
     /// The lesson's server port (after [`Lab::watch`]).
@@ -373,9 +395,12 @@ impl Lab {
     }
 
     /// Record a lesson-specific fact for the report.
-    pub fn fact(&mut self, key: &str, value: impl Serialize) {
+    pub fn fact(&self, key: &str, value: impl Serialize) {
         let v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
-        self.facts.insert(key.to_string(), v);
+        self.facts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), v);
     }
 
     /// A piece of evidence the verdict rests on: when `holds` is false, `sentence` says what
@@ -449,11 +474,6 @@ impl Lab {
         });
     }
 
-    /// Milliseconds since the lesson started.
-    pub fn elapsed_ms(&self) -> u128 {
-        self.started.elapsed().as_millis()
-    }
-
     /// Stop the tracer now and keep its timeline for the report. A lesson calls this before
     /// heavy work on other ports (lesson 05's churn): the tracepoint fires for every state
     /// change in the kernel, and the tracer's TIME_WAIT rechecks walk the whole socket table,
@@ -508,7 +528,7 @@ impl Lab {
             expected: self.binary.expect,
             observed,
             reasons,
-            facts: self.facts.clone(),
+            facts: self.facts.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             segments: self.timeline.segments.clone(),
             timeline: std::mem::take(&mut self.timeline),
         };
@@ -574,35 +594,6 @@ fn runner_path() -> String {
 /// still has sockets and a tracer to clean up.
 pub fn print_line(text: &str) {
     let _ = writeln!(std::io::stdout(), "{text}");
-}
-
-/// The open-file limit of this process (RLIMIT_NOFILE, soft).
-pub fn open_file_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and has no other effect.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        1024
-    }
-}
-
-/// Raise the soft open-file limit to the hard one (lessons with many sockets need it).
-pub fn raise_open_file_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on our own process.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 /// The `main` of every lesson binary: parse flags, run the lesson, report errors plainly.

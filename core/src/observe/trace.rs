@@ -211,14 +211,8 @@ impl Missed {
 /// The kernel's counts of opened connections in this network namespace:
 /// (`ActiveOpens`, `PassiveOpens`) from `/proc/net/snmp`.
 pub fn tcp_opens() -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/net/snmp").ok()?;
-    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
-    let (names, values) = (tcp.next()?, tcp.next()?);
-    let field = |name: &str| {
-        let i = names.split_whitespace().position(|n| n == name)?;
-        values.split_whitespace().nth(i)?.parse().ok()
-    };
-    Some((field("ActiveOpens")?, field("PassiveOpens")?))
+    let tcp = crate::kernel::tcp_counters();
+    Some((*tcp.get("ActiveOpens")?, *tcp.get("PassiveOpens")?))
 }
 
 #[derive(Default)]
@@ -273,10 +267,7 @@ impl std::fmt::Debug for Tracer {
 }
 
 /// Whether this process runs with effective uid 0.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
+pub use crate::kernel::is_root;
 
 fn fmt_interval(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;

@@ -221,7 +221,7 @@ pub fn run(cfg: Config, mut on_sample: impl FnMut(&Sample)) -> Result<ChurnRepor
     }
     drop(listeners);
 
-    let counters0 = super::netns::tcp_ext_counters();
+    let counters0 = tcplab_core::kernel::tcp_ext_counters();
     let cpu0 = cpu_secs();
     let mut workers = Vec::new();
     for (w, mine) in tasks.into_iter().enumerate() {
@@ -281,7 +281,7 @@ pub fn run(cfg: Config, mut on_sample: impl FnMut(&Sample)) -> Result<ChurnRepor
     // Each task finishes the connection it is on (at most CONN_TIMEOUT), then its worker ends.
     join_all(workers)?;
     sampled?;
-    let counters = super::netns::tcp_ext_counters();
+    let counters = tcplab_core::kernel::tcp_ext_counters();
     let delta = |name: &str| Some(counters.get(name)? - counters0.get(name)?);
 
     let peak = samples
@@ -312,7 +312,7 @@ pub fn run(cfg: Config, mut on_sample: impl FnMut(&Sample)) -> Result<ChurnRepor
         cpu_secs: cpu,
         samples,
         peak_time_wait: peak,
-        tcp_max_tw_buckets: super::wait::sysctl("net/ipv4/tcp_max_tw_buckets"),
+        tcp_max_tw_buckets: tcplab_core::kernel::sysctl("net/ipv4/tcp_max_tw_buckets"),
         tw_recycled: delta("TWRecycled"),
         tw_overflow: delta("TCPTimeWaitOverflow"),
     })
