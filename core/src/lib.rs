@@ -7,6 +7,7 @@
 //! - [`timeline`]: an ordered list of state changes, observed or modelled, and the segments
 //!   captured beside them.
 //! - [`model`]: the RFC 9293 state machine and a two-endpoint simulator.
+//! - [`peer`]: a scripted remote endpoint (packetdrill's language) against the real kernel.
 //! - [`sockets`]: the socket options the lessons turn on and off.
 //! - [`kernel`]: the namespace's counters, sysctls, errno names, rlimits, root or not.
 //! - [`vocab`] and [`limits`]: the names users type and the limits every face checks.
@@ -16,9 +17,11 @@
 
 pub mod error;
 pub mod kernel;
+pub mod ladder;
 pub mod limits;
 pub mod model;
 pub mod observe;
+pub mod peer;
 pub mod segment;
 pub mod sockets;
 pub mod state;

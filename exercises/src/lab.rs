@@ -66,6 +66,20 @@ pub struct LessonArgs {
     /// in a user + network namespace of its own to capture.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,
+    /// Print the ladder of the run: every segment on the lesson's port as an arrow, each
+    /// side's state changes beside them (alike connections folded). Captures as `--pcap` does.
+    #[arg(long)]
+    pub ladder: bool,
+    /// Write the same ladder as an SVG picture to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub ladder_svg: Option<std::path::PathBuf>,
+}
+
+impl LessonArgs {
+    /// Whether the run captures segments: for a pcapng file or a ladder.
+    pub fn wants_wire(&self) -> bool {
+        self.pcap.is_some() || self.ladder || self.ladder_svg.is_some()
+    }
 }
 
 /// The lesson's tracer, reachable from the signal thread so that Ctrl-C still removes the
@@ -532,6 +546,7 @@ impl Lab {
             segments: self.timeline.segments.clone(),
             timeline: std::mem::take(&mut self.timeline),
         };
+        self.draw_ladder(&report.timeline)?;
         if self.args.json {
             let mut out = std::io::stdout().lock();
             serde_json::to_writer(&mut out, &report)?;

@@ -3,8 +3,11 @@
 pub mod capture;
 pub mod diagram;
 pub mod doctor;
+pub mod ladder;
 pub mod lessons;
 pub mod model;
+pub mod model_kernel;
+pub mod peer;
 pub mod runner;
 pub mod snapshot;
 pub mod trace;
