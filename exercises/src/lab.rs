@@ -630,7 +630,7 @@ pub fn main(name: &str, body: fn(&mut Lab) -> Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{name}: {e:#}");
+            eprintln!("{name}: {}", crate::cli::describe_error(&e));
             ExitCode::FAILURE
         }
     }

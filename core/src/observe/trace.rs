@@ -302,11 +302,7 @@ impl Tracer {
             Backend::Poll => Tracer::start_poll(&cfg, format!("polling sock_diag every {every}")),
             Backend::Tracepoint => {
                 if !is_root() {
-                    return Err(Error::Permission(format!(
-                        "the tracepoint backend needs root (tracefs is root-only); \
-                         the poll backend works for any user: use --backend poll \
-                         (sock_diag every {every})"
-                    )));
+                    return Err(Error::TracepointNeedsRoot { poll_every: every });
                 }
                 Tracer::start_tracepoint(&cfg)
             }
