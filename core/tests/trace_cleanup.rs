@@ -50,9 +50,10 @@ fn assert_clean(step: &str) {
 }
 
 fn cfg(port: u16, fault: Option<Fault>) -> TraceConfig {
-    TraceConfig {
-        fault,
-        ..TraceConfig::ports(&[port]).with_backend(Backend::Tracepoint)
+    let cfg = TraceConfig::ports(&[port]).with_backend(Backend::Tracepoint);
+    match fault {
+        Some(f) => cfg.with_fault(f),
+        None => cfg,
     }
 }
 
