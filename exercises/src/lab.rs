@@ -23,6 +23,7 @@ use tcplab_core::timeline::Side;
 use tcplab_core::{Segment, TcpState, Timeline};
 
 use crate::catalog::{Binary, Catalog, Lesson, Verdict};
+use crate::lessons::churn::ChurnArgs;
 
 mod wire;
 
@@ -52,15 +53,9 @@ pub struct LessonArgs {
     /// auto (the tracepoint when permitted).
     #[arg(long, value_parser = crate::cli::one_of::<Backend>(), default_value_t = Backend::Auto)]
     pub backend: Backend,
-    /// Lessons 05 and 09: afterwards, run the churn generator for this many seconds (at most
-    /// 10) in a private network namespace: open and close connections as fast as two cores
-    /// allow (or at --churn-rate) and watch TIME_WAIT pile up (05) or the ports run out (09).
-    #[arg(long, value_name = "SECS")]
-    pub churn_secs: Option<f64>,
-    /// With --churn-secs: aim at this many connections per second instead of full speed, to
-    /// see TIME_WAIT grow by exactly that much each second.
-    #[arg(long, value_name = "PER_SEC", requires = "churn_secs")]
-    pub churn_rate: Option<f64>,
+    /// Lessons 05 and 09 only (hidden from the others' `--help`).
+    #[command(flatten)]
+    pub churn: ChurnArgs,
     /// Capture the segments on the lesson's port and write them to FILE as pcapng, state
     /// changes as packet comments; the report gains `segments`. Without root the lesson runs
     /// in a user + network namespace of its own to capture.
@@ -228,7 +223,7 @@ impl Lab {
                  id of a lesson that has a student copy (such as `03-`)"
             )
         })?;
-        if args.churn_secs.is_some() && !lesson.churn {
+        if args.churn.given() && !lesson.churn {
             bail!(
                 "--churn-secs is for lessons {}; lesson {} has no churn phase",
                 catalog.churn_lessons().join(" and "),
@@ -611,9 +606,26 @@ pub fn print_line(text: &str) {
     let _ = writeln!(std::io::stdout(), "{text}");
 }
 
+/// The lesson binary's flags; the churn flags are listed in `--help` only for the lessons
+/// that have a churn phase (the others still parse them, to refuse them in words).
+fn parse_args(name: &str) -> LessonArgs {
+    use clap::{CommandFactory, FromArgMatches};
+    let churn = Catalog::builtin()
+        .program(name)
+        .is_some_and(|(lesson, _)| lesson.churn);
+    let mut cmd = LessonArgs::command();
+    if !churn {
+        for id in ChurnArgs::IDS {
+            cmd = cmd.mut_arg(id, |a| a.hide(true));
+        }
+    }
+    let matches = cmd.get_matches();
+    LessonArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// The `main` of every lesson binary: parse flags, run the lesson, report errors plainly.
 pub fn main(name: &str, body: fn(&mut Lab) -> Result<()>) -> ExitCode {
-    let args = LessonArgs::parse();
+    let args = parse_args(name);
     raise_open_file_limit();
     let result = Lab::new(name, args).and_then(|mut lab| {
         if lab.narrating() {

@@ -43,6 +43,43 @@ const CONN_TIMEOUT: Duration = Duration::from_secs(2);
 /// otherwise use; two samples a second draw the curve and leave the cores to the churn.
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 
+/// The churn flags of lessons 05 and 09, flattened into the lesson binaries' flags and the
+/// runner's `run`/`tour` (which passes them on to those two lessons only).
+#[derive(clap::Args, Debug, Clone, Default, PartialEq)]
+pub struct ChurnArgs {
+    /// Lessons 05 and 09: afterwards, run the churn generator for this many seconds (at most
+    /// 10) in a private network namespace: open and close connections as fast as two cores
+    /// allow (or at --churn-rate) and watch TIME_WAIT pile up (05) or the ports run out (09).
+    #[arg(long, value_name = "SECS")]
+    pub churn_secs: Option<f64>,
+    /// With --churn-secs: aim at this many connections per second instead of full speed, to
+    /// see TIME_WAIT grow by exactly that much each second.
+    #[arg(long, value_name = "PER_SEC", requires = "churn_secs")]
+    pub churn_rate: Option<f64>,
+}
+
+impl ChurnArgs {
+    /// The flags' names, for hiding them where a lesson has no churn phase.
+    pub const IDS: [&str; 2] = ["churn_secs", "churn_rate"];
+
+    /// Whether any churn flag was given.
+    pub fn given(&self) -> bool {
+        self.churn_secs.is_some()
+    }
+
+    /// The flags again, as a lesson binary takes them.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(secs) = self.churn_secs {
+            out.extend(["--churn-secs".to_string(), secs.to_string()]);
+        }
+        if let Some(rate) = self.churn_rate {
+            out.extend(["--churn-rate".to_string(), rate.to_string()]);
+        }
+        out
+    }
+}
+
 /// Which side closes first in the churn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,11 +119,11 @@ impl Config {
     /// without `--churn-secs`. Lessons call it first, so that a bad value is refused before
     /// anything runs.
     pub fn from_lesson_args(lab: &Lab, closer: Closer) -> Result<Option<Config>> {
-        let Some(secs) = lab.args.churn_secs else {
+        let Some(secs) = lab.args.churn.churn_secs else {
             return Ok(None);
         };
         let cfg = Config {
-            rate: lab.args.churn_rate,
+            rate: lab.args.churn.churn_rate,
             ..Config::new(secs, closer)
         };
         cfg.check()?;
