@@ -252,6 +252,86 @@ fn every_ladder_reads_at_book_width() {
     }
 }
 
+/// The book's real ladders (`scripts/gen-ladders`, one per lesson binary), drawn by the same
+/// renderer from runs of the kernel.
+#[test]
+fn every_real_ladder_in_the_book_reads_at_book_width() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../book/src/ladders");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("book/src/ladders; run scripts/gen-ladders") {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "svg") {
+            let svg = std::fs::read_to_string(&path).unwrap();
+            assert_clean(&path.display().to_string(), &svg);
+            assert!(
+                !parse(&svg).edges.is_empty(),
+                "{}: no arrow",
+                path.display()
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 21, "only {n} ladders in {}", dir.display());
+}
+
+/// A kernel's ladder with every kind of row: folded connections under titles, a long quiet
+/// gap, a bulk transfer's counting row, a reset.
+#[test]
+fn a_folded_kernel_ladder_reads_at_book_width() {
+    use std::net::SocketAddr;
+    use tcplab_core::ladder::wire;
+    use tcplab_core::segment::{Flag, Flags, Segment};
+    use tcplab_core::{Event, Source, TcpState, Timeline};
+    let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let seg = |t: u64, src: u16, dst: u16, f: &[Flag], seq: u32, len: u32| Segment {
+        t_us: t,
+        src: a(src),
+        dst: a(dst),
+        flags: Flags::of(f),
+        seq,
+        ack: 1,
+        raw_seq: seq,
+        raw_ack: 1,
+        len,
+        win: 512,
+        options: Default::default(),
+    };
+    let mut events = Vec::new();
+    let mut segments = Vec::new();
+    for (k, port) in [40000u16, 40001, 40002].into_iter().enumerate() {
+        let t0 = k as u64 * 3_000_000;
+        events.push(Event::new(
+            t0,
+            a(port),
+            a(5000),
+            TcpState::Close,
+            TcpState::SynSent,
+            Source::Tracepoint,
+        ));
+        segments.push(seg(t0 + 1, port, 5000, &[Flag::Syn], 0, 0));
+        segments.push(seg(t0 + 5, 5000, port, &[Flag::Syn, Flag::Ack], 0, 0));
+        for i in 0..20 {
+            segments.push(seg(
+                t0 + 10 + i,
+                5000,
+                port,
+                &[Flag::Psh, Flag::Ack],
+                1 + 1000 * i as u32,
+                1000,
+            ));
+        }
+        let last = if k == 2 { Flag::Rst } else { Flag::Fin };
+        segments.push(seg(t0 + 2_000_000, port, 5000, &[last, Flag::Ack], 1, 0));
+    }
+    let t = Timeline::from_events(events).with_segments(segments);
+    let svg = wire::svg(&t);
+    assert_clean("a folded kernel ladder", &svg);
+    assert!(
+        svg.contains("and 1 more like it") && svg.contains("more segments"),
+        "{svg}"
+    );
+}
+
 /// The checks themselves: each kind of mistake is caught.
 #[test]
 fn the_checks_catch_each_mistake() {

@@ -47,6 +47,8 @@ enum Command {
     /// Play the other side of a connection from a packetdrill script, against this kernel,
     /// in a namespace of its own (no root needed); exit 0 when every line holds.
     Peer(cli::peer::PeerArgs),
+    /// Draw the ladder of a saved run (a lesson's --json report): segments and states.
+    Ladder(cli::ladder::LadderArgs),
     /// The TCP state diagram (RFC 9293 Figure 5), generated from the model's transition table.
     Diagram(cli::diagram::DiagramArgs),
 }
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Tour(args) => cli::lessons::tour(&args),
         Command::Model(args) => cli::model::run(&args),
         Command::Diagram(args) => cli::diagram::run(&args),
+        Command::Ladder(args) => cli::ladder::run(&args),
         Command::Trace(args) => cli::trace::run(&args),
         Command::Capture(args) => cli::capture::run(&args),
         Command::Peer(args) => cli::peer::run(&args),

@@ -1,7 +1,9 @@
 //! `Timeline` and `Event`: core's timeline, as the tracer, a lesson run or the model filled it.
 //!
 //! A Python Timeline also remembers where it came from (`backend`, `note`) and, for a
-//! modelled one, the model's ladder (text and SVG), so one type serves all three sources.
+//! modelled one, the model's ladder (text and SVG), so one type serves all three sources. An
+//! observed one draws the kernel's ladder (`ladder_text`, `ladder_svg`, `_repr_svg_`) with
+//! the renderer the model's shares (core's `ladder`).
 //! Tables and plots are built in `tcplab/_frames.py` (pandas and matplotlib imported lazily).
 
 use std::fmt::Write as _;
@@ -9,6 +11,7 @@ use std::fmt::Write as _;
 use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList};
+use tcplab_core::ladder::wire as ladder;
 use tcplab_core::timeline::CountPoint;
 use tcplab_core::{Event, Timeline};
 
@@ -430,6 +433,39 @@ impl PyTimeline {
         }
     }
 
+    /// The ladder as text: for a run, every captured segment as an arrow (flags, relative
+    /// seq/ack, length) with each side's state changes beside it, alike connections folded
+    /// ("connection 1 of 10, and 9 more like it"); for a modelled timeline, the model's ladder.
+    ///
+    /// Example:
+    ///
+    /// >>> import tcplab
+    /// >>> t = tcplab.Timeline.from_json(
+    /// ...     '{"t_us": 1500, "local": "127.0.0.1:4000", "remote": "127.0.0.1:80",'
+    /// ...     ' "from": "ESTABLISHED", "to": "FIN_WAIT1", "source": "poll"}')
+    /// >>> print(t.ladder_text().splitlines()[2].split())
+    /// ['1.500', 'FIN_WAIT1']
+    fn ladder_text(&self) -> String {
+        match &self.ladder_text {
+            Some(t) => t.clone(),
+            None => ladder::text(&self.inner),
+        }
+    }
+
+    /// The same ladder as an SVG document (a str), sized for a 750 px column.
+    ///
+    /// Example:
+    ///
+    /// >>> import tcplab
+    /// >>> tcplab.model("abort").ladder_svg().startswith("<svg")
+    /// True
+    fn ladder_svg(&self) -> String {
+        match &self.svg {
+            Some(s) => s.clone(),
+            None => ladder::svg(&self.inner),
+        }
+    }
+
     /// JSON lines, one event per line (what `tcplab trace --json` prints).
     ///
     /// Example:
@@ -442,8 +478,14 @@ impl PyTimeline {
         self.inner.to_json_lines()
     }
 
+    /// Jupyter draws a timeline as its ladder (when it has any connection to draw).
     fn _repr_svg_(&self) -> Option<String> {
-        self.svg.clone()
+        if self.svg.is_some() {
+            return self.svg.clone();
+        }
+        let any = !self.inner.segments.is_empty()
+            || self.inner.events.iter().any(|e| e.remote.port() != 0);
+        any.then(|| ladder::svg(&self.inner))
     }
 
     fn _repr_html_(&self) -> String {

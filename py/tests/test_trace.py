@@ -75,7 +75,10 @@ def test_python_connection_is_observed(lab: Lab, backend: str) -> None:
     back = tcplab.Timeline.from_json(t.to_json())
     assert back.sequences() == seqs
     assert "<table>" in t._repr_html_()
-    assert t._repr_svg_() is None
+    # Jupyter draws an observed timeline as its ladder (states only: nothing was captured).
+    svg = t._repr_svg_()
+    assert svg is not None and svg.startswith("<svg")
+    assert f"client 127.0.0.1:{cport}" in svg and "TIME_WAIT" in svg
 
 
 def test_trace_to_pandas_and_plot(lab: Lab) -> None:

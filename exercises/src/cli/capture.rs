@@ -7,7 +7,8 @@
 //! their own. Ends after `--duration`, or on Ctrl-C / SIGTERM: the signals only set a flag,
 //! the loop sees it, stops the capture and the tracer (which removes its tracefs instance)
 //! and writes the file. Left out on purpose: a filter language (`--port` is the filter),
-//! interfaces other than loopback, and reading a pcapng back.
+//! interfaces other than loopback, and reading a pcapng back. At the end it prints the
+//! ladder of what it saw ([`tcplab_core::ladder::wire`]), unless `--json` or `--no-ladder`.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -19,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tcplab_core::Event;
-use tcplab_core::Segment;
+use tcplab_core::ladder::wire as ladder;
 use tcplab_core::observe::capture::{self, CaptureConfig, pcapng};
 use tcplab_core::observe::trace::{TraceConfig, Tracer};
+use tcplab_core::{Event, Segment, Timeline};
 
 use super::trace::format_event;
 
@@ -41,6 +42,12 @@ pub struct CaptureArgs {
     /// len, win.
     #[arg(long)]
     pub json: bool,
+    /// At the end, do not print the ladder (the segments as arrows, states beside them).
+    #[arg(long)]
+    pub no_ladder: bool,
+    /// At the end, write the ladder as an SVG picture to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub ladder_svg: Option<PathBuf>,
     /// The interface to capture on.
     #[arg(long, default_value = "lo", hide = true)]
     pub interface: String,
@@ -210,6 +217,23 @@ pub fn run(args: &CaptureArgs) -> Result<ExitCode> {
         report.stats.kernel_packets,
         report.stats.kernel_drops
     );
+    let timeline = (!args.no_ladder && !args.json) || args.ladder_svg.is_some();
+    let timeline = timeline
+        .then(|| Timeline::from_events(events.clone()).with_segments(report.segments.clone()));
+    if let Some(t) = timeline.as_ref().filter(|_| !args.no_ladder && !args.json) {
+        if !pipe_closed {
+            // A closed pipe here is the reader's choice: nothing left to clean up.
+            let mut out = stdout.lock();
+            let _ = writeln!(out, "\nthe ladder (alike connections folded):")
+                .and_then(|()| write!(out, "{}", ladder::text(t)))
+                .and_then(|()| out.flush());
+        }
+    }
+    if let (Some(t), Some(path)) = (&timeline, &args.ladder_svg) {
+        std::fs::write(path, ladder::svg(t))
+            .with_context(|| format!("write {}", path.display()))?;
+        eprintln!("tcplab: wrote the ladder to {}", path.display());
+    }
     if let Some(path) = &args.pcap {
         let file = File::create(path).with_context(|| format!("create {}", path.display()))?;
         let info = pcapng::PcapInfo {

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use super::runner::{self, BuildPlan, Progress, command_name};
 use crate::catalog::{Catalog, Choice, Lesson};
 use crate::desk;
-use crate::lesson::BackendArg;
+use tcplab_core::Vocabulary;
+use tcplab_core::observe::trace::Backend;
 
 /// Flags passed through to the lesson binaries.
 #[derive(Args, Debug, Clone, Default)]
@@ -31,8 +32,8 @@ pub struct PassThrough {
     #[arg(long, value_name = "SECS")]
     pub hold: Option<f64>,
     /// How the binaries watch state changes.
-    #[arg(long, value_enum)]
-    pub backend: Option<BackendArg>,
+    #[arg(long, value_parser = super::one_of::<Backend>())]
+    pub backend: Option<Backend>,
     /// Lessons 05 and 09: afterwards, run the churn generator this many seconds (at most 10).
     #[arg(long, value_name = "SECS")]
     pub churn_secs: Option<f64>,
@@ -43,9 +44,26 @@ pub struct PassThrough {
     /// state changes are packet comments).
     #[arg(long, value_name = "DIR")]
     pub pcap: Option<PathBuf>,
+    /// Show each binary's ladder: its segments on the wire, its states beside them.
+    #[arg(long)]
+    pub ladder: bool,
+    /// Write each binary's ladder as a picture, DIR/BINARY.svg.
+    #[arg(long, value_name = "DIR")]
+    pub ladder_svg: Option<PathBuf>,
 }
 
 impl PassThrough {
+    /// Make the folders `--pcap DIR` and `--ladder-svg DIR` write into.
+    fn make_folders(&self) -> Result<()> {
+        for (flag, dir) in [("--pcap", &self.pcap), ("--ladder-svg", &self.ladder_svg)] {
+            if let Some(dir) = dir {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("making the folder for {flag}: {}", dir.display()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The flags for one of `lesson`'s binaries: the churn flags go to lessons with a churn
     /// phase only (`run` refuses them for the others; the tour passes them where they apply).
     fn args_for(&self, lesson: &Lesson, binary: &str) -> Vec<String> {
@@ -63,6 +81,13 @@ impl PassThrough {
             args.push("--pcap".to_string());
             args.push(dir.join(format!("{binary}.pcapng")).display().to_string());
         }
+        if self.ladder {
+            args.push("--ladder".to_string());
+        }
+        if let Some(dir) = &self.ladder_svg {
+            args.push("--ladder-svg".to_string());
+            args.push(dir.join(format!("{binary}.svg")).display().to_string());
+        }
         args
     }
 
@@ -75,12 +100,7 @@ impl PassThrough {
             out.extend(["--hold".to_string(), h.to_string()]);
         }
         if let Some(b) = self.backend {
-            let name = match b {
-                BackendArg::Auto => "auto",
-                BackendArg::Tracepoint => "tracepoint",
-                BackendArg::Poll => "poll",
-            };
-            out.extend(["--backend".to_string(), name.to_string()]);
+            out.extend(["--backend".to_string(), b.name().to_string()]);
         }
         if let Some(secs) = self.churn_secs {
             out.extend(["--churn-secs".to_string(), secs.to_string()]);
@@ -424,6 +444,14 @@ fn show_lesson(
     }
     bar.finish_and_clear();
     print!("{}", side_by_side(lesson, &reports));
+    if pass.ladder {
+        for (name, r) in &reports {
+            let t: tcplab_core::Timeline =
+                serde_json::from_value(r["timeline"].clone()).unwrap_or_default();
+            println!("\nthe ladder of {name}:");
+            print!("{}", tcplab_core::ladder::wire::text(&t));
+        }
+    }
     Ok(reports.iter().all(|(_, r)| r["verdict"] == r["expected"]))
 }
 
@@ -438,10 +466,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         );
     }
     let choices = chosen(lesson, args.variant.as_deref())?;
-    if let Some(dir) = &args.pass.pcap {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("making the folder for --pcap: {}", dir.display()))?;
-    }
+    args.pass.make_folders()?;
     let paths = build_choices(&choices)?;
     let ok = show_lesson(lesson, &choices, &paths, args.narrate, &args.pass)?;
     println!("\n{}", lesson.summary);
@@ -810,10 +835,7 @@ pub fn tour(args: &TourArgs) -> Result<ExitCode> {
         .iter()
         .flat_map(|l| l.binaries.iter().map(Choice::Shipped))
         .collect();
-    if let Some(dir) = &args.pass.pcap {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("making the folder for --pcap: {}", dir.display()))?;
-    }
+    args.pass.make_folders()?;
     let paths = build_choices(&all)?;
     let pause = !args.no_pause && std::io::stdin().is_terminal();
     let cmd = command_name();

@@ -1,6 +1,8 @@
 //! `--pcap FILE` for every lesson binary: capture the segments on the lesson's server port
 //! while the lesson is watched, add them to the report (`segments`, and the timeline's
 //! `segments`) and write them as pcapng with the state changes as packet comments.
+//! `--ladder` and `--ladder-svg FILE` capture the same way and draw the run
+//! ([`tcplab_core::ladder::wire`]).
 //!
 //! Capture needs CAP_NET_RAW. As root the lesson captures on the host's `lo`, filtered in the
 //! kernel to its port. An ordinary user's lesson first moves into a user + network namespace
@@ -14,6 +16,8 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::time::Instant;
 
+use tcplab_core::Timeline;
+use tcplab_core::ladder::wire as ladder;
 use tcplab_core::observe::capture::{self, CaptureReport, pcapng};
 use tcplab_core::observe::trace::is_root;
 
@@ -24,7 +28,7 @@ impl Lab {
     /// Before the lesson starts any thread: an ordinary user who asked for `--pcap` gets a
     /// user + network namespace, so the capture is allowed there.
     pub(super) fn enter_namespace_for_capture(&mut self) {
-        if self.args.pcap.is_none() || is_root() {
+        if !self.args.wants_wire() || is_root() {
             return;
         }
         match netns::enter(netns::Prefer::UserNamespace) {
@@ -45,7 +49,7 @@ impl Lab {
 
     /// Start capturing the server port, on the tracer's clock (from [`Lab::watch`]).
     pub(super) fn start_wire(&mut self, server_port: u16, origin: Instant) {
-        if self.args.pcap.is_none() {
+        if !self.args.wants_wire() {
             return;
         }
         match capture::loopback(&[server_port], Some(origin)) {
@@ -106,6 +110,31 @@ impl Lab {
         }
         let timeline = std::mem::take(&mut self.timeline);
         self.timeline = timeline.with_segments(segments);
+        Ok(())
+    }
+
+    /// `--ladder` and `--ladder-svg FILE`: draw the run. The text goes to stdout with the
+    /// narration, or to stderr beside a `--json` report (stdout stays one JSON object).
+    pub(super) fn draw_ladder(&self, timeline: &Timeline) -> anyhow::Result<()> {
+        if self.args.ladder {
+            let text = ladder::text(timeline);
+            if self.narrating() {
+                print_line("");
+                print_line("the ladder of this run (segments on the wire, states beside them):");
+                for line in text.lines() {
+                    print_line(line);
+                }
+            } else {
+                eprint!("{text}");
+            }
+        }
+        if let Some(path) = &self.args.ladder_svg {
+            std::fs::write(path, ladder::svg(timeline))
+                .map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))?;
+            if self.narrating() {
+                print_line(&format!("    wrote the ladder to {}", path.display()));
+            }
+        }
         Ok(())
     }
 }

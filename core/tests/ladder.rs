@@ -1,0 +1,371 @@
+//! The kernel's ladder, drawn from constructed timelines (so every number is known): a
+//! graceful close (FIN, ACK, FIN, ACK), an abort (RST), folding of alike connections, the
+//! normal form the book's check compares, and the model's ladder beside the kernel's.
+//!
+//! Left out on purpose: real runs. The book's ladders are checked against fresh runs in
+//! `exercises/tests/book_ladders.rs`.
+
+use std::net::SocketAddr;
+
+use tcplab_core::ladder::{self, Direction, wire};
+use tcplab_core::segment::{Flag, Flags, Segment};
+use tcplab_core::{Event, Source, TcpState, Timeline};
+
+const SERVER: u16 = 5000;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn ev(t: u64, local: u16, remote: u16, from: TcpState, to: TcpState) -> Event {
+    Event::new(t, addr(local), addr(remote), from, to, Source::Tracepoint)
+}
+
+fn seg(t: u64, src: u16, dst: u16, flags: &[Flag], seq: u32, ack: u32, len: u32) -> Segment {
+    Segment {
+        t_us: t,
+        src: addr(src),
+        dst: addr(dst),
+        flags: Flags::of(flags),
+        seq,
+        ack,
+        raw_seq: seq + 1000,
+        raw_ack: ack + 2000,
+        len,
+        win: 512,
+        options: Default::default(),
+    }
+}
+
+/// One connection from `port`, started at `t0` (µs): handshake, 5 bytes, then the client
+/// closes first and the server follows.
+fn graceful(port: u16, t0: u64) -> (Vec<Event>, Vec<Segment>) {
+    use Flag::*;
+    use TcpState::*;
+    let c = port;
+    let s = SERVER;
+    let events = vec![
+        ev(t0, c, s, Close, SynSent),
+        ev(t0 + 20, c, s, SynSent, Established),
+        ev(t0 + 30, s, c, Listen, SynRecv),
+        ev(t0 + 31, s, c, SynRecv, Established),
+        ev(t0 + 100, c, s, Established, FinWait1),
+        ev(t0 + 110, s, c, Established, CloseWait),
+        ev(t0 + 120, c, s, FinWait1, FinWait2),
+        ev(t0 + 200, s, c, CloseWait, LastAck),
+        ev(t0 + 210, s, c, LastAck, Close),
+        ev(t0 + 211, c, s, FinWait2, TimeWait),
+    ];
+    let segments = vec![
+        seg(t0 + 1, c, s, &[Syn], 0, 0, 0),
+        seg(t0 + 10, s, c, &[Syn, Ack], 0, 1, 0),
+        seg(t0 + 25, c, s, &[Ack], 1, 1, 0),
+        seg(t0 + 50, c, s, &[Psh, Ack], 1, 1, 5),
+        seg(t0 + 60, s, c, &[Ack], 1, 6, 0),
+        seg(t0 + 101, c, s, &[Fin, Ack], 6, 1, 0),
+        seg(t0 + 115, s, c, &[Ack], 1, 7, 0),
+        seg(t0 + 201, s, c, &[Fin, Ack], 1, 7, 0),
+        seg(t0 + 205, c, s, &[Ack], 7, 2, 0),
+    ];
+    (events, segments)
+}
+
+fn timeline(parts: Vec<(Vec<Event>, Vec<Segment>)>) -> Timeline {
+    let (mut events, mut segments) = (Vec::new(), Vec::new());
+    for (e, s) in parts {
+        events.extend(e);
+        segments.extend(s);
+    }
+    Timeline::from_events(events).with_segments(segments)
+}
+
+/// An abort: the client sends RST (SO_LINGER 0) with 3 bytes unread by nobody.
+fn abort(port: u16, t0: u64) -> (Vec<Event>, Vec<Segment>) {
+    use Flag::*;
+    use TcpState::*;
+    let (mut events, mut segments) = graceful(port, t0);
+    events.truncate(4);
+    segments.truncate(5);
+    events.push(ev(t0 + 100, port, SERVER, Established, Close));
+    events.push(ev(t0 + 112, SERVER, port, Established, Close));
+    segments.push(seg(t0 + 101, port, SERVER, &[Rst, Ack], 6, 1, 0));
+    (events, segments)
+}
+
+#[test]
+fn a_graceful_close_reads_fin_ack_fin_ack_with_states_in_place() {
+    let t = timeline(vec![graceful(40000, 1_000)]);
+    let folded = wire::Folded::of(&t);
+    assert_eq!(folded.connections, 1);
+    let ladders = folded.ladders();
+    assert_eq!(ladders.len(), 1);
+    let l = &ladders[0];
+    assert_eq!(l.title, None, "a lone connection needs no title");
+    assert_eq!(l.client, "client 127.0.0.1:40000");
+    assert_eq!(l.server, "server 127.0.0.1:5000");
+    let arrows: Vec<(Direction, &str)> = l
+        .rows
+        .iter()
+        .filter_map(|r| r.arrow.as_ref().map(|a| (a.direction, a.label.as_str())))
+        .collect();
+    use Direction::*;
+    assert_eq!(
+        arrows,
+        vec![
+            (ToServer, "SYN seq=0"),
+            (ToClient, "SYN+ACK seq=0 ack=1"),
+            (ToServer, "ACK seq=1 ack=1"),
+            (ToServer, "PSH+ACK seq=1 ack=1 len=5"),
+            (ToClient, "ACK seq=1 ack=6"),
+            (ToServer, "FIN+ACK seq=6 ack=1"),
+            (ToClient, "ACK seq=1 ack=7"),
+            (ToClient, "FIN+ACK seq=1 ack=7"),
+            (ToServer, "ACK seq=7 ack=2"),
+        ]
+    );
+    // The FIN is written beside the close() that sent it, on the sender's side.
+    let fin = l
+        .rows
+        .iter()
+        .find(|r| {
+            r.arrow
+                .as_ref()
+                .is_some_and(|a| a.label.starts_with("FIN+ACK seq=6"))
+        })
+        .unwrap();
+    assert_eq!(fin.client, "FIN_WAIT1");
+    let last_ack = l
+        .rows
+        .iter()
+        .find(|r| {
+            r.arrow
+                .as_ref()
+                .is_some_and(|a| a.label.starts_with("FIN+ACK seq=1"))
+        })
+        .unwrap();
+    assert_eq!(last_ack.server, "LAST_ACK");
+    // The receiver's change follows the arrow that caused it.
+    let i = l.rows.iter().position(|r| std::ptr::eq(r, fin)).unwrap();
+    assert_eq!(l.rows[i + 1].server, "CLOSE_WAIT");
+    assert_eq!(l.end_client, "= TIME_WAIT (timer running)");
+    assert_eq!(l.end_server, "= CLOSE");
+    insta::assert_snapshot!("graceful_close", wire::text(&t));
+}
+
+#[test]
+fn an_abort_shows_the_reset_and_both_sides_closed() {
+    let t = timeline(vec![abort(40000, 0)]);
+    let text = wire::text(&t);
+    let rst = text
+        .lines()
+        .find(|l| l.contains("RST+ACK seq=6 ack=1"))
+        .unwrap();
+    assert!(
+        rst.contains("CLOSE") && rst.trim_end().ends_with('>'),
+        "{rst}"
+    );
+    assert!(!text.contains("FIN"), "{text}");
+    assert!(text.contains("= CLOSE"), "{text}");
+    insta::assert_snapshot!("abort", text);
+}
+
+#[test]
+fn alike_connections_fold_and_a_different_one_is_drawn() {
+    let mut parts: Vec<_> = (0..9)
+        .map(|i| graceful(40000 + i, i as u64 * 1_000))
+        .collect();
+    parts.push(abort(41000, 20_000));
+    let t = timeline(parts);
+    let folded = wire::Folded::of(&t);
+    assert_eq!(folded.connections, 10);
+    assert_eq!(folded.kinds.len(), 2);
+    assert_eq!((folded.kinds[0].number, folded.kinds[0].count), (1, 9));
+    assert_eq!((folded.kinds[1].number, folded.kinds[1].count), (10, 1));
+    let titles: Vec<String> = folded
+        .ladders()
+        .into_iter()
+        .filter_map(|l| l.title)
+        .collect();
+    assert_eq!(
+        titles,
+        vec![
+            "connection 1 of 10, and 8 more like it",
+            "connection 10 of 10, unlike the others"
+        ]
+    );
+    // The normal form: one line per kind, nothing that varies between runs.
+    let normal = wire::normal_form(&t);
+    assert_eq!(normal.lines().count(), 2, "{normal}");
+    assert!(
+        !normal.contains("40000") && !normal.contains("seq="),
+        "{normal}"
+    );
+    assert!(
+        normal.lines().nth(1).unwrap().contains(">RST+ACK"),
+        "{normal}"
+    );
+    // The same ports shifted: the same form.
+    let moved = timeline(
+        (0..9)
+            .map(|i| graceful(50000 + i, 7 + i as u64 * 3_000))
+            .chain([abort(51000, 90_000)])
+            .collect(),
+    );
+    assert_eq!(wire::normal_form(&moved), normal);
+}
+
+#[test]
+fn a_timer_that_ends_a_state_is_named() {
+    use TcpState::*;
+    let (mut events, segments) = graceful(40000, 0);
+    events.push(ev(60_000_211, 40000, SERVER, TimeWait, Close));
+    let t = Timeline::from_events(events).with_segments(segments);
+    let text = wire::text(&t);
+    assert!(text.contains("(60.000 s later)"), "{text}");
+    assert!(text.contains("[TIME_WAIT timer] CLOSE"), "{text}");
+    assert!(text.contains("= CLOSE"), "{text}");
+}
+
+#[test]
+fn model_and_kernel_side_by_side() {
+    use tcplab_core::model::{Options, Scenario, ladder as model_ladder};
+    let m = Scenario::ClientClose.run(&Options::linux());
+    let k = timeline(vec![graceful(40000, 0)]);
+    let text = ladder::side_by_side_text(&model_ladder::text(&m), &wire::text(&k));
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.contains("client 10.0.0.1:40000") && first.contains("| "),
+        "{first}"
+    );
+    assert!(first.contains("client 127.0.0.1:40000"), "{first}");
+    let svg = ladder::side_by_side_svg(&model_ladder::svg(&m), &wire::svg(&k), ("model", "kernel"));
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    assert_eq!(
+        doc.descendants().filter(|n| n.has_tag_name("svg")).count(),
+        3
+    );
+    let ids: Vec<&str> = doc
+        .descendants()
+        .filter_map(|n| n.attribute("id"))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1], "each picture keeps its own arrowhead");
+}
+
+#[test]
+fn an_empty_timeline_says_so() {
+    assert!(wire::text(&Timeline::new()).starts_with("no connections"));
+    assert_eq!(wire::normal_form(&Timeline::new()), "");
+}
+
+#[test]
+fn a_picture_carries_its_normal_form() {
+    let t = timeline(vec![graceful(40000, 0), abort(40001, 5_000)]);
+    let svg = wire::svg(&t);
+    roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    assert_eq!(
+        wire::desc_of(&svg).as_deref(),
+        Some(wire::normal_form(&t).as_str())
+    );
+    assert!(wire::normal_form(&t).contains("<RST") || wire::normal_form(&t).contains(">RST"));
+}
+
+/// One address, two sockets in turn (lesson 10): the old one's last change may come after
+/// the new one's first, and the normal form does not care.
+#[test]
+fn a_port_used_again_keeps_each_socket_apart_in_the_normal_form() {
+    use TcpState::*;
+    let (c, s) = (40000, SERVER);
+    let base = vec![
+        ev(0, c, s, Close, SynSent),
+        ev(10, c, s, SynSent, Established),
+        ev(20, c, s, Established, FinWait1),
+        ev(30, c, s, FinWait1, FinWait2),
+    ];
+    let old_ends = ev(1_000, c, s, FinWait2, Close);
+    let new_starts = vec![
+        ev(900, c, s, Close, SynSent),
+        ev(1_100, c, s, SynSent, Established),
+    ];
+    let mut early = base.clone();
+    early.push(old_ends.clone());
+    early.extend(new_starts.clone());
+    let mut late = base;
+    late.extend(new_starts);
+    late.push(Event {
+        t_us: 1_200,
+        ..old_ends
+    });
+    let a = wire::normal_form(&Timeline::from_events(early));
+    let b = wire::normal_form(&Timeline::from_events(late));
+    assert_eq!(a, b);
+    assert!(
+        a.contains("CLOSE SYN_SENT ESTABLISHED FIN_WAIT1 CLOSE ; CLOSE SYN_SENT ESTABLISHED"),
+        "{a}"
+    );
+}
+
+/// connect() reports SYN_SENT before it picks a port (`127.0.0.1:0`): the SYN just after
+/// names the port, so the change lands on its connection; a connect() that failed sent no
+/// SYN and stays an attempt of its own.
+#[test]
+fn an_unbound_connect_is_named_by_its_syn() {
+    use TcpState::*;
+    let (mut events, segments) = graceful(40000, 1_000);
+    events[0].local = addr(0);
+    events.push(ev(500, 0, SERVER, Close, SynSent));
+    events.push(ev(510, 0, SERVER, SynSent, Close));
+    let t = Timeline::from_events(events).with_segments(segments);
+    let normal = wire::normal_form(&t);
+    let lines: Vec<&str> = normal.lines().collect();
+    assert_eq!(lines.len(), 2, "{normal}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("client: CLOSE SYN_SENT ESTABLISHED FIN_WAIT1 TIME_WAIT")),
+        "{normal}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("wire:  | client: CLOSE SYN_SENT CLOSE")),
+        "{normal}"
+    );
+}
+
+/// A client port used again after its connection ended is a new connection, drawn apart
+/// (and folded with the first when alike).
+#[test]
+fn a_pair_used_again_after_the_end_is_a_new_connection() {
+    let mut a = graceful(40000, 0);
+    let b = graceful(40000, 10_000);
+    a.0.extend(b.0);
+    // The second use's SYN carries a new sequence number.
+    a.1.extend(b.1.into_iter().map(|mut s| {
+        s.raw_seq += 77_777;
+        s
+    }));
+    let t = timeline(vec![a]);
+    let folded = wire::Folded::of(&t);
+    assert_eq!(folded.connections, 2);
+    assert_eq!(folded.kinds.len(), 1);
+    assert_eq!(folded.kinds[0].count, 2);
+}
+
+/// A socket in FIN_WAIT2 that data reaches after close() answers RST and is gone: that is
+/// not its timer, though the change is seen late (lesson 08).
+#[test]
+fn a_reset_is_not_taken_for_a_timer() {
+    use Flag::*;
+    use TcpState::*;
+    let (mut events, mut segments) = graceful(40000, 0);
+    events.truncate(7); // up to FIN_WAIT2 and CLOSE_WAIT
+    segments.truncate(7);
+    segments.push(seg(300, SERVER, 40000, &[Psh, Ack], 1, 7, 100));
+    segments.push(seg(310, 40000, SERVER, &[Rst], 7, 0, 0));
+    events.push(ev(320, SERVER, 40000, CloseWait, Close));
+    events.push(ev(90_000, 40000, SERVER, FinWait2, Close));
+    let text = wire::text(&Timeline::from_events(events).with_segments(segments));
+    assert!(!text.contains("timer]"), "{text}");
+    assert!(text.contains("RST seq=7"), "{text}");
+}

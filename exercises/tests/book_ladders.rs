@@ -1,0 +1,91 @@
+//! The book's real ladders (`book/src/ladders/BINARY.svg`, drawn by `scripts/gen-ladders`
+//! from one run of each lesson binary) must still show what the binary does now.
+//!
+//! Runs vary (ports, sequence numbers, times, how many ACKs), so pictures are not compared
+//! byte for byte. Each picture carries its run's normal form in its `<desc>`: per kind of
+//! connection, the SYN, FIN and RST segments in order and each socket's states (see
+//! `tcplab_core::ladder::wire::normal_form`). This test runs every binary of the catalog
+//! again with `--ladder-svg` (which captures: on the host's `lo` as root, in a namespace of
+//! its own otherwise) and compares the two normal forms; it also fails when a binary has no
+//! picture, or a picture no binary, or a chapter does not show its lesson's pictures.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use tcplab_core::ladder::wire;
+use tcplab_exercises::catalog::Catalog;
+
+fn book() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../book/src")
+}
+
+const REGENERATE: &str = "run `sudo scripts/gen-ladders` and commit the pictures";
+
+#[test]
+fn every_book_ladder_shows_what_a_fresh_run_shows() {
+    let catalog = Catalog::builtin();
+    let tmp = std::env::temp_dir().join(format!("tcplab-book-ladders-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut stale = Vec::new();
+    let mut names = Vec::new();
+    for lesson in &catalog.lessons {
+        for bin in &lesson.binaries {
+            let name = bin.name.as_str();
+            names.push(name.to_string());
+            let committed = book().join(format!("ladders/{name}.svg"));
+            let committed = std::fs::read_to_string(&committed)
+                .unwrap_or_else(|e| panic!("{}: {e}; {REGENERATE}", committed.display()));
+            let want = wire::desc_of(&committed)
+                .unwrap_or_else(|| panic!("{name}.svg carries no <desc>; {REGENERATE}"));
+            let fresh = tmp.join(format!("{name}.svg"));
+            let report = common::run(name, &["--ladder-svg", fresh.to_str().unwrap()]);
+            let segments = report["segments"].as_array().map_or(0, Vec::len);
+            assert!(
+                segments > 0,
+                "{name} captured no segment: capture needs root or a user namespace of one's \
+                 own (`tcplab doctor` says which is refused); report: {report}"
+            );
+            let got = wire::desc_of(&std::fs::read_to_string(&fresh).unwrap()).unwrap();
+            if got != want {
+                stale.push(format!("{name}:\n  book:  {want}\n  now:   {got}"));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(
+        stale.is_empty(),
+        "the book's ladders no longer show what the binaries do ({REGENERATE}):\n{}",
+        stale.join("\n")
+    );
+    // No picture of a binary that is gone.
+    for entry in std::fs::read_dir(book().join("ladders")).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(
+            names.contains(&stem),
+            "{} belongs to no lesson binary: delete it",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn every_chapter_shows_its_real_ladders() {
+    let catalog = Catalog::builtin();
+    for lesson in &catalog.lessons {
+        let chapter = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(&lesson.chapter);
+        let text = std::fs::read_to_string(&chapter)
+            .unwrap_or_else(|e| panic!("{}: {e}", chapter.display()));
+        for bin in &lesson.binaries {
+            let link = format!("ladders/{}.svg", bin.name);
+            assert!(
+                text.contains(&link),
+                "{} does not show {link}",
+                chapter.display()
+            );
+        }
+    }
+}
