@@ -44,11 +44,11 @@ enum Command {
     Tour(cli::lessons::TourArgs),
     /// Play a scenario on the RFC 9293 model: a ladder diagram of how the connection ends.
     Model(cli::model::ModelArgs),
+    /// Draw the ladder of a saved run (a lesson's --json report): segments and states.
+    Ladder(cli::ladder::LadderArgs),
     /// Play the other side of a connection from a packetdrill script, against this kernel,
     /// in a namespace of its own (no root needed); exit 0 when every line holds.
     Peer(cli::peer::PeerArgs),
-    /// Draw the ladder of a saved run (a lesson's --json report): segments and states.
-    Ladder(cli::ladder::LadderArgs),
     /// The TCP state diagram (RFC 9293 Figure 5), generated from the model's transition table.
     Diagram(cli::diagram::DiagramArgs),
 }
