@@ -148,6 +148,16 @@ fn a_graceful_close_reads_fin_ack_fin_ack_with_states_in_place() {
     let i = l.rows.iter().position(|r| std::ptr::eq(r, fin)).unwrap();
     assert_eq!(l.rows[i + 1].server, "CLOSE_WAIT");
     assert_eq!(l.end_client, "= TIME_WAIT (timer running)");
+    assert_eq!(
+        l.timers.len(),
+        1,
+        "TIME_WAIT's timer runs on: {:?}",
+        l.timers
+    );
+    assert_eq!(
+        (l.rows[l.timers[0].from].client.as_str(), l.timers[0].to),
+        ("TIME_WAIT", None)
+    );
     assert_eq!(l.end_server, "= CLOSE");
     insta::assert_snapshot!("graceful_close", wire::text(&t));
 }
@@ -224,6 +234,14 @@ fn a_timer_that_ends_a_state_is_named() {
     assert!(text.contains("(60.000 s later)"), "{text}");
     assert!(text.contains("[TIME_WAIT timer] CLOSE"), "{text}");
     assert!(text.contains("= CLOSE"), "{text}");
+    // In the picture, a bar from the TIME_WAIT row to the timer's row.
+    let l = &wire::Folded::of(&t).ladders()[0];
+    assert_eq!(l.timers.len(), 1, "{:?}", l.timers);
+    let bar = &l.timers[0];
+    assert_eq!(bar.side, tcplab_core::timeline::Side::Client);
+    assert_eq!(l.rows[bar.from].client, "TIME_WAIT");
+    assert_eq!(l.rows[bar.to.unwrap()].client, "[TIME_WAIT timer] CLOSE");
+    assert_eq!(wire::svg(&t).matches(r#"class="timer""#).count(), 1);
 }
 
 #[test]
@@ -365,7 +383,9 @@ fn a_reset_is_not_taken_for_a_timer() {
     segments.push(seg(310, 40000, SERVER, &[Rst], 7, 0, 0));
     events.push(ev(320, SERVER, 40000, CloseWait, Close));
     events.push(ev(90_000, 40000, SERVER, FinWait2, Close));
-    let text = wire::text(&Timeline::from_events(events).with_segments(segments));
+    let t = Timeline::from_events(events).with_segments(segments);
+    let text = wire::text(&t);
     assert!(!text.contains("timer]"), "{text}");
     assert!(text.contains("RST seq=7"), "{text}");
+    assert!(wire::Folded::of(&t).ladders()[0].timers.is_empty());
 }

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use super::{Arrow, Direction, Ladder, Row};
+use super::{Arrow, Direction, Ladder, Row, Timer};
 use crate::segment::{Conn, Flag, Segment};
 use crate::state::TcpState;
 use crate::timeline::{self, Event, Side, Source, Timeline};
@@ -518,9 +518,9 @@ fn ladder_of(p: &Part) -> Ladder {
             ..Row::default()
         });
     }
-    let label = |i: usize| {
+    let by_timer = |i: usize| {
         let e = &t.events[i];
-        let by_timer = timed(e.from) && e.to == TcpState::Close && !received[i] && {
+        timed(e.from) && e.to == TcpState::Close && !received[i] && {
             // Not the timer when the socket itself sent a RST meanwhile (data reached a
             // socket that was closed), unless a new socket took its address and sent it.
             let entered = t.events[..i]
@@ -538,9 +538,11 @@ fn ladder_of(p: &Part) -> Ladder {
                 .iter()
                 .any(|p| p.local == e.local && p.from == TcpState::Close && during(p.t_us));
             !reset || successor
-        };
-        event_label(e, by_timer)
+        }
     };
+    let label = |i: usize| event_label(&t.events[i], by_timer(i));
+    // The row each change is written on, for the timers' bars.
+    let mut row_of: HashMap<usize, usize> = HashMap::new();
     for (k, &(at, _, i, is_seg)) in items.iter().enumerate() {
         if let Some(&(n, bytes)) = notes.get(&k) {
             rows.push(Row {
@@ -579,6 +581,7 @@ fn ladder_of(p: &Part) -> Ladder {
             };
             if let Some(&ev) = sent_by.get(&i) {
                 *r.col(side_of(&ends, t.events[ev].local)) = label(ev);
+                row_of.insert(ev, rows.len());
             }
             rows.push(r);
         } else if !written_later.contains(&i) {
@@ -589,13 +592,17 @@ fn ladder_of(p: &Part) -> Ladder {
                 r.t_us == at && r.arrow.is_none() && r.gap.is_none() && r.text(side).is_empty()
             });
             match shared {
-                Some(r) => *r.col(side) = label(i),
+                Some(r) => {
+                    *r.col(side) = label(i);
+                    row_of.insert(i, rows.len() - 1);
+                }
                 None => {
                     let mut r = Row {
                         t_us: at,
                         ..Row::default()
                     };
                     *r.col(side) = label(i);
+                    row_of.insert(i, rows.len());
                     rows.push(r);
                 }
             }
@@ -615,7 +622,28 @@ fn ladder_of(p: &Part) -> Ladder {
             None => String::new(),
         }
     };
+    // A bar beside each TIME_WAIT, and each FIN_WAIT2 its timer ended, from the row it
+    // began to the row it ended (or to the end of the run).
+    let mut timers = Vec::new();
+    for (i, e) in t.events.iter().enumerate() {
+        if !timed(e.to) {
+            continue;
+        }
+        let ended = t.events[i + 1..]
+            .iter()
+            .position(|n| n.local == e.local && n.from == e.to)
+            .map(|k| i + 1 + k);
+        let shown = e.to == TcpState::TimeWait || ended.is_some_and(&by_timer);
+        if let (true, Some(&from)) = (shown, row_of.get(&i)) {
+            timers.push(Timer {
+                side: side_of(&ends, e.local),
+                from,
+                to: ended.and_then(|k| row_of.get(&k).copied()),
+            });
+        }
+    }
     Ladder {
+        timers,
         title: None,
         client: format!("client {}", ends.client),
         server: format!("server {}", ends.server),
