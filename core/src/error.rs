@@ -8,6 +8,13 @@ pub enum Error {
     /// A state name none of the known spellings matches.
     #[error("unknown TCP state {name:?}; valid names: {valid}")]
     UnknownState { name: String, valid: String },
+    /// A name (backend, method, family, side) none of the known spellings matches.
+    #[error("unknown {what} {name:?}; valid: {valid}")]
+    UnknownName {
+        what: &'static str,
+        name: String,
+        valid: String,
+    },
     /// Something the user passed in is out of range or malformed.
     #[error("{0}")]
     InvalidInput(String),

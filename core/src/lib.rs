@@ -7,21 +7,27 @@
 //! - [`timeline`]: an ordered list of state changes, observed or modelled, and the segments
 //!   captured beside them.
 //! - [`model`]: the RFC 9293 state machine and a two-endpoint simulator.
+//! - [`peer`]: a scripted remote endpoint (packetdrill's language) against the real kernel.
 //! - [`sockets`]: the socket options the lessons turn on and off.
+//! - [`vocab`] and [`limits`]: the names users type and the limits every face checks.
 //!
 //! This crate has no Python and no terminal UI in it on purpose: the runner, the lesson
 //! binaries and the Python bindings are thin faces over it.
 
 pub mod error;
 pub mod ladder;
+pub mod limits;
 pub mod model;
 pub mod observe;
+pub mod peer;
 pub mod segment;
 pub mod sockets;
 pub mod state;
 pub mod timeline;
+pub mod vocab;
 
 pub use error::{Error, Result};
 pub use segment::Segment;
 pub use state::TcpState;
 pub use timeline::{Event, Source, Timeline};
+pub use vocab::Vocabulary;

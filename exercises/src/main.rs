@@ -46,6 +46,9 @@ enum Command {
     Model(cli::model::ModelArgs),
     /// Draw the ladder of a saved run (a lesson's --json report): segments and states.
     Ladder(cli::ladder::LadderArgs),
+    /// Play the other side of a connection from a packetdrill script, against this kernel,
+    /// in a namespace of its own (no root needed); exit 0 when every line holds.
+    Peer(cli::peer::PeerArgs),
     /// The TCP state diagram (RFC 9293 Figure 5), generated from the model's transition table.
     Diagram(cli::diagram::DiagramArgs),
 }
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Ladder(args) => cli::ladder::run(&args),
         Command::Trace(args) => cli::trace::run(&args),
         Command::Capture(args) => cli::capture::run(&args),
+        Command::Peer(args) => cli::peer::run(&args),
     };
     match result {
         Ok(code) => code,

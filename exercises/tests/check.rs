@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tcplab_exercises::facts;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -175,7 +176,7 @@ fn a_new_student_goes_from_start_to_a_pass_and_back() {
         report["reasons"].as_array().is_some_and(|r| !r.is_empty()),
         "{report}"
     );
-    assert_eq!(report["facts"]["server_close_wait"], 0, "{report}");
+    assert_eq!(report["facts"][facts::SERVER_CLOSE_WAIT], 0, "{report}");
 
     // The plain check shows the diff against the reference and the way on.
     let (ok, text) = desk.tcplab(&["check", "03"]);

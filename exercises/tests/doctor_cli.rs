@@ -8,6 +8,7 @@ use std::process::Command;
 
 use common::{binary_path, run_with_env};
 use serde_json::Value;
+use tcplab_exercises::facts;
 use tcplab_exercises::lessons::netns::NO_NETNS_ENV;
 
 fn doctor(env: &[(&str, &str)]) -> Value {
@@ -66,7 +67,7 @@ fn lessons_do_what_doctor_says() {
             "host" => "none",
             other => panic!("doctor says lesson 09 is {other}, yet it ran: {r}"),
         };
-        assert_eq!(r["facts"]["namespace"], namespace, "doctor: {d}");
+        assert_eq!(r["facts"][facts::NAMESPACE], namespace, "doctor: {d}");
     }
     let d = doctor(&[(NO_NETNS_ENV, "1")]);
     assert_eq!(d["lessons"]["lesson_09"], "host", "{d}");

@@ -9,18 +9,19 @@ use std::process::Command;
 
 use common::{binary_path, check_report, fact, num, run, run_unprivileged};
 use serde_json::Value;
+use tcplab_exercises::facts;
 
 #[test]
 fn l01_without_accept_the_queue_fills_and_clients_wait() {
     let r = run("01-accept-queue-full", &[]);
-    let backlog = num(&r, "backlog");
-    assert_eq!(fact(&r, "queue_full"), &Value::Bool(true), "{r}");
-    assert_eq!(num(&r, "accept_queue"), backlog + 1, "{r}");
-    assert_eq!(num(&r, "server_established"), backlog + 1, "{r}");
-    assert_eq!(num(&r, "client_established"), backlog + 1, "{r}");
+    let backlog = num(&r, facts::BACKLOG);
+    assert_eq!(fact(&r, facts::QUEUE_FULL), &Value::Bool(true), "{r}");
+    assert_eq!(num(&r, facts::ACCEPT_QUEUE), backlog + 1, "{r}");
+    assert_eq!(num(&r, facts::SERVER_ESTABLISHED), backlog + 1, "{r}");
+    assert_eq!(num(&r, facts::CLIENT_ESTABLISHED), backlog + 1, "{r}");
     assert_eq!(
-        num(&r, "client_syn_sent"),
-        num(&r, "connections") - (backlog + 1),
+        num(&r, facts::CLIENT_SYN_SENT),
+        num(&r, facts::CONNECTIONS) - (backlog + 1),
         "{r}"
     );
 }
@@ -28,33 +29,33 @@ fn l01_without_accept_the_queue_fills_and_clients_wait() {
 #[test]
 fn l01_accepting_server_connects_everyone() {
     let r = run("01-accepts", &[]);
-    let n = num(&r, "connections");
-    assert_eq!(num(&r, "client_established"), n, "{r}");
-    assert_eq!(num(&r, "server_established"), n, "{r}");
-    assert_eq!(num(&r, "accept_queue"), 0, "{r}");
-    assert_eq!(num(&r, "client_syn_sent"), 0, "{r}");
+    let n = num(&r, facts::CONNECTIONS);
+    assert_eq!(num(&r, facts::CLIENT_ESTABLISHED), n, "{r}");
+    assert_eq!(num(&r, facts::SERVER_ESTABLISHED), n, "{r}");
+    assert_eq!(num(&r, facts::ACCEPT_QUEUE), 0, "{r}");
+    assert_eq!(num(&r, facts::CLIENT_SYN_SENT), 0, "{r}");
 }
 
 #[test]
 fn l02_the_kernel_shows_the_full_close() {
     let r = run("02-four-way-close", &[]);
-    assert_eq!(num(&r, "client_fin_wait2"), 1, "{r}");
-    assert_eq!(num(&r, "server_close_wait_between"), 1, "{r}");
-    assert_eq!(num(&r, "client_time_wait"), 1, "{r}");
-    assert_eq!(num(&r, "server_close_wait"), 0, "{r}");
-    let timer = num(&r, "timer_ms");
+    assert_eq!(num(&r, facts::CLIENT_FIN_WAIT2), 1, "{r}");
+    assert_eq!(num(&r, facts::SERVER_CLOSE_WAIT_BETWEEN), 1, "{r}");
+    assert_eq!(num(&r, facts::CLIENT_TIME_WAIT), 1, "{r}");
+    assert_eq!(num(&r, facts::SERVER_CLOSE_WAIT), 0, "{r}");
+    let timer = num(&r, facts::TIMER_MS);
     assert!((50_000..=60_000).contains(&timer), "{r}");
 }
 
 fn check_time_wait(name: &str, side: &str, other: &str) {
     let r = run(name, &[]);
-    let n = num(&r, "connections");
+    let n = num(&r, facts::CONNECTIONS);
     // Every connection's TIME_WAIT is on `side`, except the few whose 4-tuple a later
     // connection of the same run reused (the report counts those).
     let on_side = num(&r, &format!("{side}_time_wait"));
     assert!(on_side >= n - n / 10, "{r}");
     assert_eq!(num(&r, &format!("{other}_time_wait")), 0, "{r}");
-    let (lo, hi) = (num(&r, "timer_ms_min"), num(&r, "timer_ms_max"));
+    let (lo, hi) = (num(&r, facts::TIMER_MS_MIN), num(&r, facts::TIMER_MS_MAX));
     assert!(
         (50_000..=60_000).contains(&lo) && (50_000..=60_000).contains(&hi),
         "{r}"
@@ -89,7 +90,7 @@ fn run_churn(name: &str, args: &[&str]) -> Option<Value> {
 
 /// The samples' (seconds, connections, server TIME_WAIT, client TIME_WAIT).
 fn churn_samples(r: &Value) -> Vec<(f64, u64, u64, u64)> {
-    fact(r, "churn_samples")
+    fact(r, facts::CHURN_SAMPLES)
         .as_array()
         .expect("churn_samples")
         .iter()
@@ -111,24 +112,28 @@ fn l05_churn_piles_up_time_wait() {
     let Some(r) = run_churn(name, &["--churn-secs", "1", "-n", "20"]) else {
         return;
     };
-    assert_eq!(num(&r, "server_time_wait"), 20, "{r}");
-    assert_eq!(fact(&r, "churn_closer").as_str(), Some("server"), "{r}");
-    assert_eq!(fact(&r, "churn_target_rate"), &Value::Null, "{r}");
-    assert_eq!(num(&r, "churn_ports"), 8, "{r}");
-    let made = num(&r, "churn_connections");
+    assert_eq!(num(&r, facts::SERVER_TIME_WAIT), 20, "{r}");
+    assert_eq!(
+        fact(&r, facts::CHURN_CLOSER).as_str(),
+        Some("server"),
+        "{r}"
+    );
+    assert_eq!(fact(&r, facts::CHURN_TARGET_RATE), &Value::Null, "{r}");
+    assert_eq!(num(&r, facts::CHURN_PORTS), 8, "{r}");
+    let made = num(&r, facts::CHURN_CONNECTIONS);
     assert!(made > 100, "{r}");
-    assert_eq!(num(&r, "churn_failed"), 0, "{r}");
-    assert_eq!(num(&r, "churn_exhausted"), 0, "{r}");
-    let peak = num(&r, "churn_peak_time_wait");
+    assert_eq!(num(&r, facts::CHURN_FAILED), 0, "{r}");
+    assert_eq!(num(&r, facts::CHURN_EXHAUSTED), 0, "{r}");
+    let peak = num(&r, facts::CHURN_PEAK_TIME_WAIT);
     assert!(peak > 0 && peak <= made, "{r}");
-    assert!(num(&r, "tcp_max_tw_buckets") > 0, "{r}");
+    assert!(num(&r, facts::TCP_MAX_TW_BUCKETS) > 0, "{r}");
     // The server closed first: every sample has TIME_WAIT on the server's ports only.
     for (_, _, _, client) in churn_samples(&r) {
         assert_eq!(client, 0, "{r}");
     }
     // The steady-state arithmetic is rate x 60 s.
-    let rate = num(&r, "churn_rate_per_sec");
-    assert_eq!(num(&r, "churn_steady_state_linux"), rate * 60, "{r}");
+    let rate = num(&r, facts::CHURN_RATE_PER_SEC);
+    assert_eq!(num(&r, facts::CHURN_STEADY_STATE_LINUX), rate * 60, "{r}");
 }
 
 #[test]
@@ -138,12 +143,20 @@ fn l05_churn_at_a_chosen_rate_grows_time_wait_by_that_rate() {
     let Some(r) = run_churn(name, &args) else {
         return;
     };
-    assert_eq!(fact(&r, "churn_closer").as_str(), Some("client"), "{r}");
-    assert_eq!(fact(&r, "churn_target_rate").as_f64(), Some(1000.0), "{r}");
+    assert_eq!(
+        fact(&r, facts::CHURN_CLOSER).as_str(),
+        Some("client"),
+        "{r}"
+    );
+    assert_eq!(
+        fact(&r, facts::CHURN_TARGET_RATE).as_f64(),
+        Some(1000.0),
+        "{r}"
+    );
     // Paced: never more than the rate allows over the time it ran (connections are due at
     // k / rate, k = 0, 1, ...), and not far below it on two cores with room for 1000/s.
-    let made = num(&r, "churn_connections") as f64;
-    let ran = fact(&r, "churn_secs").as_f64().unwrap();
+    let made = num(&r, facts::CHURN_CONNECTIONS) as f64;
+    let ran = fact(&r, facts::CHURN_SECS).as_f64().unwrap();
     assert!(made >= 500.0 && made <= ran * 1000.0 + 2.0, "{r}");
     // The kernel's count follows: the clients' TIME_WAIT grows by about the rate each second
     // (no timer ends in the first 60 s, and no 4-tuple is reused at this pace).
@@ -179,6 +192,12 @@ fn churn_flags_are_refused_where_they_do_not_apply() {
         &["--churn-secs", "11"],
         "--churn-secs 11 is outside",
     );
+    // The shortest churn is core's MIN_CHURN_SECS, as in Python.
+    refused(
+        "05-server-closes-first",
+        &["--churn-secs", "0.001"],
+        "--churn-secs 0.001 is outside [0.01, 10]",
+    );
     refused(
         "tcplab",
         &["run", "03", "--churn-secs", "1"],
@@ -195,26 +214,34 @@ fn churn_flags_are_refused_where_they_do_not_apply() {
 #[test]
 fn l06_without_reuseaddr_bind_gets_eaddrinuse() {
     let r = run("06-restart-no-reuseaddr", &[]);
-    assert_eq!(fact(&r, "bind_error").as_str(), Some("EADDRINUSE"), "{r}");
-    assert_eq!(fact(&r, "bind_ok"), &Value::Bool(false), "{r}");
-    assert_eq!(num(&r, "server_time_wait"), 1, "{r}");
+    assert_eq!(
+        fact(&r, facts::BIND_ERROR).as_str(),
+        Some("EADDRINUSE"),
+        "{r}"
+    );
+    assert_eq!(fact(&r, facts::BIND_OK), &Value::Bool(false), "{r}");
+    assert_eq!(num(&r, facts::SERVER_TIME_WAIT), 1, "{r}");
 }
 
 #[test]
 fn l06_with_reuseaddr_bind_succeeds_next_to_time_wait() {
     let r = run("06-restart-reuseaddr", &[]);
-    assert_eq!(fact(&r, "bind_ok"), &Value::Bool(true), "{r}");
-    assert_eq!(fact(&r, "bind_error"), &Value::Null, "{r}");
-    assert_eq!(num(&r, "server_time_wait"), 1, "{r}");
-    assert_eq!(num(&r, "listening_after_restart"), 1, "{r}");
+    assert_eq!(fact(&r, facts::BIND_OK), &Value::Bool(true), "{r}");
+    assert_eq!(fact(&r, facts::BIND_ERROR), &Value::Null, "{r}");
+    assert_eq!(num(&r, facts::SERVER_TIME_WAIT), 1, "{r}");
+    assert_eq!(num(&r, facts::LISTENING_AFTER_RESTART), 1, "{r}");
 }
 
 /// A student is not root: the same lesson as uid 65534 (nobody).
 #[test]
 fn l06_works_without_root() {
     let r = run_unprivileged("06-restart-no-reuseaddr", &[]);
-    assert_eq!(fact(&r, "bind_error").as_str(), Some("EADDRINUSE"), "{r}");
-    assert_eq!(num(&r, "server_time_wait"), 1, "{r}");
+    assert_eq!(
+        fact(&r, facts::BIND_ERROR).as_str(),
+        Some("EADDRINUSE"),
+        "{r}"
+    );
+    assert_eq!(num(&r, facts::SERVER_TIME_WAIT), 1, "{r}");
 }
 
 /// The tour passes the churn flags to the lessons that have a churn phase and leaves the

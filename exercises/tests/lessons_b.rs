@@ -6,79 +6,80 @@
 mod common;
 
 use common::{fact, num, run, run_unprivileged};
+use tcplab_exercises::facts;
 
 #[test]
 fn lesson_04_async_leak_keeps_every_socket_in_close_wait() {
     let r = run("04-async-leak", &[]);
-    let n = num(&r, "connections");
+    let n = num(&r, facts::CONNECTIONS);
     assert_eq!(n, 10);
-    assert_eq!(num(&r, "server_close_wait"), n, "{r}");
-    assert_eq!(num(&r, "client_fin_wait2"), n, "{r}");
-    assert_eq!(num(&r, "client_time_wait"), 0, "{r}");
+    assert_eq!(num(&r, facts::SERVER_CLOSE_WAIT), n, "{r}");
+    assert_eq!(num(&r, facts::CLIENT_FIN_WAIT2), n, "{r}");
+    assert_eq!(num(&r, facts::CLIENT_TIME_WAIT), 0, "{r}");
     assert_eq!(r["observed"]["server"]["CLOSE_WAIT"], n);
 }
 
 #[test]
 fn lesson_04_async_fixed_closes_every_socket() {
     let r = run("04-async-fixed", &[]);
-    let n = num(&r, "connections");
-    assert_eq!(num(&r, "server_close_wait"), 0, "{r}");
-    assert_eq!(num(&r, "client_fin_wait2"), 0, "{r}");
-    assert_eq!(num(&r, "client_time_wait"), n, "{r}");
+    let n = num(&r, facts::CONNECTIONS);
+    assert_eq!(num(&r, facts::SERVER_CLOSE_WAIT), 0, "{r}");
+    assert_eq!(num(&r, facts::CLIENT_FIN_WAIT2), 0, "{r}");
+    assert_eq!(num(&r, facts::CLIENT_TIME_WAIT), n, "{r}");
     assert!(r["observed"]["server"].get("CLOSE_WAIT").is_none(), "{r}");
 }
 
 #[test]
 fn lesson_07_linger_zero_loses_bytes_to_rst() {
     let r = run("07-linger-zero", &[]);
-    let sent = num(&r, "bytes_sent");
-    let received = num(&r, "bytes_received");
+    let sent = num(&r, facts::BYTES_SENT);
+    let received = num(&r, facts::BYTES_RECEIVED);
     assert!(sent > 0, "{r}");
     assert!(received < sent, "SO_LINGER 0 should lose bytes: {r}");
-    assert_eq!(fact(&r, "client_error"), "ECONNRESET", "{r}");
-    assert_eq!(num(&r, "server_time_wait"), 0, "{r}");
+    assert_eq!(fact(&r, facts::CLIENT_ERROR), "ECONNRESET", "{r}");
+    assert_eq!(num(&r, facts::SERVER_TIME_WAIT), 0, "{r}");
     // The second way: close() with unread data in the receive buffer.
-    assert_eq!(fact(&r, "unread_client_error"), "ECONNRESET", "{r}");
-    assert_eq!(num(&r, "unread_server_time_wait"), 0, "{r}");
+    assert_eq!(fact(&r, facts::UNREAD_CLIENT_ERROR), "ECONNRESET", "{r}");
+    assert_eq!(num(&r, facts::UNREAD_SERVER_TIME_WAIT), 0, "{r}");
 }
 
 #[test]
 fn lesson_07_graceful_close_delivers_every_byte() {
     let r = run("07-graceful-close", &[]);
-    let sent = num(&r, "bytes_sent");
+    let sent = num(&r, facts::BYTES_SENT);
     assert!(sent > 0, "{r}");
-    assert_eq!(num(&r, "bytes_received"), sent, "{r}");
-    assert!(fact(&r, "client_error").is_null(), "{r}");
-    assert_eq!(num(&r, "server_time_wait"), 1, "{r}");
-    assert!(fact(&r, "unread_client_error").is_null(), "{r}");
-    assert_eq!(num(&r, "unread_server_time_wait"), 1, "{r}");
+    assert_eq!(num(&r, facts::BYTES_RECEIVED), sent, "{r}");
+    assert!(fact(&r, facts::CLIENT_ERROR).is_null(), "{r}");
+    assert_eq!(num(&r, facts::SERVER_TIME_WAIT), 1, "{r}");
+    assert!(fact(&r, facts::UNREAD_CLIENT_ERROR).is_null(), "{r}");
+    assert_eq!(num(&r, facts::UNREAD_SERVER_TIME_WAIT), 1, "{r}");
 }
 
 #[test]
 fn lesson_08_close_too_early_loses_the_reply() {
     let r = run("08-close-too-early", &[]);
-    let expected = num(&r, "reply_bytes_expected");
-    assert!(num(&r, "reply_bytes_received") < expected, "{r}");
-    let err = fact(&r, "server_error").as_str().unwrap_or("none");
+    let expected = num(&r, facts::REPLY_BYTES_EXPECTED);
+    assert!(num(&r, facts::REPLY_BYTES_RECEIVED) < expected, "{r}");
+    let err = fact(&r, facts::SERVER_ERROR).as_str().unwrap_or("none");
     assert!(
         err == "EPIPE" || err == "ECONNRESET",
         "server should see the RST: {r}"
     );
-    assert_eq!(num(&r, "client_time_wait"), 0, "{r}");
-    assert_eq!(num(&r, "half_closed_server_close_wait"), 1, "{r}");
-    assert_eq!(num(&r, "half_closed_client_fin_wait2"), 1, "{r}");
+    assert_eq!(num(&r, facts::CLIENT_TIME_WAIT), 0, "{r}");
+    assert_eq!(num(&r, facts::HALF_CLOSED_SERVER_CLOSE_WAIT), 1, "{r}");
+    assert_eq!(num(&r, facts::HALF_CLOSED_CLIENT_FIN_WAIT2), 1, "{r}");
 }
 
 #[test]
 fn lesson_08_shutdown_write_receives_the_reply() {
     let r = run("08-shutdown-write", &[]);
-    let expected = num(&r, "reply_bytes_expected");
+    let expected = num(&r, facts::REPLY_BYTES_EXPECTED);
     assert!(expected > 0);
-    assert_eq!(num(&r, "reply_bytes_received"), expected, "{r}");
-    assert!(fact(&r, "server_error").is_null(), "{r}");
-    assert_eq!(num(&r, "client_time_wait"), 1, "{r}");
-    assert_eq!(num(&r, "half_closed_server_close_wait"), 1, "{r}");
-    assert_eq!(num(&r, "half_closed_client_fin_wait2"), 1, "{r}");
+    assert_eq!(num(&r, facts::REPLY_BYTES_RECEIVED), expected, "{r}");
+    assert!(fact(&r, facts::SERVER_ERROR).is_null(), "{r}");
+    assert_eq!(num(&r, facts::CLIENT_TIME_WAIT), 1, "{r}");
+    assert_eq!(num(&r, facts::HALF_CLOSED_SERVER_CLOSE_WAIT), 1, "{r}");
+    assert_eq!(num(&r, facts::HALF_CLOSED_CLIENT_FIN_WAIT2), 1, "{r}");
 }
 
 /// A student without root gets the same verdict: sock_diag dumps and /proc/net/netstat need
@@ -86,7 +87,10 @@ fn lesson_08_shutdown_write_receives_the_reply() {
 #[test]
 fn lesson_07_works_without_root() {
     let r = run_unprivileged("07-linger-zero", &[]);
-    assert!(num(&r, "bytes_received") < num(&r, "bytes_sent"), "{r}");
-    assert_eq!(fact(&r, "client_error"), "ECONNRESET", "{r}");
-    assert_eq!(num(&r, "server_time_wait"), 0, "{r}");
+    assert!(
+        num(&r, facts::BYTES_RECEIVED) < num(&r, facts::BYTES_SENT),
+        "{r}"
+    );
+    assert_eq!(fact(&r, facts::CLIENT_ERROR), "ECONNRESET", "{r}");
+    assert_eq!(num(&r, facts::SERVER_TIME_WAIT), 0, "{r}");
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use common::{run, run_unprivileged, run_with_env};
 use serde_json::Value;
+use tcplab_exercises::facts;
 use tcplab_exercises::lessons::netns::NO_NETNS_ENV;
 
 #[test]
@@ -104,8 +105,8 @@ fn port_exhaustion_pool_without_a_namespace() {
 #[test]
 fn port_exhaustion_works_unprivileged() {
     let r = run_unprivileged("09-port-exhaustion-churn", &[]);
-    assert_eq!(r["facts"]["error"], "EADDRNOTAVAIL");
-    assert_eq!(r["facts"]["namespace"], "private");
+    assert_eq!(r["facts"][facts::ERROR], "EADDRNOTAVAIL");
+    assert_eq!(r["facts"][facts::NAMESPACE], "private");
 }
 
 #[test]

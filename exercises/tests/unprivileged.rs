@@ -5,6 +5,7 @@
 mod common;
 
 use tcplab_exercises::catalog::Catalog;
+use tcplab_exercises::facts;
 
 #[test]
 fn every_binary_gives_its_verdict_without_root() {
@@ -20,9 +21,9 @@ fn every_binary_gives_its_verdict_without_root() {
 fn churn_phases_work_without_root() {
     let args = ["--churn-secs", "0.5", "-n", "20"];
     let r = common::run_unprivileged("05-server-closes-first", &args);
-    assert!(common::num(&r, "churn_connections") > 100, "{r}");
-    assert_eq!(common::num(&r, "churn_failed"), 0, "{r}");
+    assert!(common::num(&r, facts::CHURN_CONNECTIONS) > 100, "{r}");
+    assert_eq!(common::num(&r, facts::CHURN_FAILED), 0, "{r}");
     let r = common::run_unprivileged("09-port-exhaustion-churn", &args[..2]);
-    assert!(common::num(&r, "churn_connections") > 100, "{r}");
-    assert_eq!(r["facts"]["churn_port_range"], "32768 60999", "{r}");
+    assert!(common::num(&r, facts::CHURN_CONNECTIONS) > 100, "{r}");
+    assert_eq!(r["facts"][facts::CHURN_PORT_RANGE], "32768 60999", "{r}");
 }

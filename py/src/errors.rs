@@ -9,7 +9,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyPermissionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyInt, PyString};
-use tcplab_core::Error;
+use tcplab_core::{Error, Vocabulary};
 
 create_exception!(
     _native,
@@ -27,7 +27,7 @@ create_exception!(
 /// Turn a core error into the Python exception documented for it.
 pub fn to_py(err: Error) -> PyErr {
     match err {
-        Error::UnknownState { .. } | Error::InvalidInput(_) => {
+        Error::UnknownState { .. } | Error::UnknownName { .. } | Error::InvalidInput(_) => {
             PyValueError::new_err(err.to_string())
         }
         Error::Permission(msg) => PyPermissionError::new_err(format!(
@@ -35,6 +35,31 @@ pub fn to_py(err: Error) -> PyErr {
         )),
         other => TcplabError::new_err(other.to_string()),
     }
+}
+
+/// One of core's named values (backend, method, side...) from a Python str, in core's
+/// spellings: TypeError for a non-str, ValueError listing the choices for an unknown name.
+pub fn name<T: Vocabulary>(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<T> {
+    if !obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a str, not {}",
+            type_name(obj)
+        )));
+    }
+    let text: String = obj.extract()?;
+    text.parse::<T>().map_err(|_| {
+        let valid: Vec<String> = T::names().iter().map(|n| format!("{n:?}")).collect();
+        PyValueError::new_err(format!(
+            "unknown {} {text:?}; valid: {}",
+            T::WHAT,
+            valid.join(", ")
+        ))
+    })
+}
+
+/// Core's names for `T`, as Python sees them (a tuple of str).
+pub fn names<T: Vocabulary>() -> Vec<&'static str> {
+    T::names()
 }
 
 /// A short name for the type of a Python object, for error messages.

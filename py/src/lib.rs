@@ -11,6 +11,7 @@
 //! `TypeError` with a message that says what is valid.
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 pub mod catalog;
 pub mod errors;
@@ -19,6 +20,31 @@ pub mod observe;
 pub mod state;
 pub mod timeline;
 pub mod trace;
+
+/// Core's names and limits, so that `python/tcplab` checks arguments against the same values
+/// as the runner and the lesson binaries instead of restating them.
+fn register_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    use tcplab_core::limits;
+    use tcplab_core::observe::trace::Backend;
+    use tcplab_core::observe::{Family, Method};
+    use tcplab_core::timeline::Side;
+    let py = m.py();
+    m.add("BACKENDS", PyTuple::new(py, errors::names::<Backend>())?)?;
+    m.add("METHODS", PyTuple::new(py, errors::names::<Method>())?)?;
+    m.add("FAMILIES", PyTuple::new(py, errors::names::<Family>())?)?;
+    m.add("SIDES", PyTuple::new(py, errors::names::<Side>())?)?;
+    m.add("MAX_CONNECTIONS", limits::MAX_CONNECTIONS)?;
+    m.add("MAX_HOLD_SECS", limits::MAX_HOLD_SECS)?;
+    m.add(
+        "LESSON_DEADLINE_SECS",
+        limits::LESSON_DEADLINE.as_secs_f64(),
+    )?;
+    m.add("MIN_CHURN_SECS", limits::MIN_CHURN_SECS)?;
+    m.add("MAX_CHURN_SECS", limits::MAX_CHURN_SECS)?;
+    m.add("MIN_CHURN_RATE", limits::MIN_CHURN_RATE)?;
+    m.add("MAX_CHURN_RATE", limits::MAX_CHURN_RATE)?;
+    Ok(())
+}
 
 /// The native module. `tcplab/__init__.py` re-exports its public names.
 #[pymodule]
@@ -30,6 +56,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../target"),
     )?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    register_vocabulary(m)?;
     state::register(m)?;
     observe::register(m)?;
     timeline::register(m)?;

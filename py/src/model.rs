@@ -199,14 +199,7 @@ impl Conn {
 }
 
 fn parse_side(obj: &Bound<'_, PyAny>) -> PyResult<Side> {
-    let s = text_arg(obj, "side")?;
-    match s.trim().to_ascii_lowercase().as_str() {
-        "client" => Ok(Side::Client),
-        "server" => Ok(Side::Server),
-        _ => Err(PyValueError::new_err(format!(
-            "unknown side {s:?}; valid: \"client\", \"server\""
-        ))),
-    }
+    crate::errors::name(obj, "side")
 }
 
 const CALLS: &str =

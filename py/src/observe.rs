@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyIndexError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PySlice, PyString};
 use tcplab_core::observe::{self, Method, Query, SocketRow};
@@ -432,17 +432,6 @@ impl SocketTable {
     }
 }
 
-fn parse_method(method: &str) -> PyResult<Method> {
-    match method.to_ascii_lowercase().as_str() {
-        "auto" => Ok(Method::Auto),
-        "netlink" | "sock_diag" => Ok(Method::Netlink),
-        "proc" | "/proc/net/tcp" => Ok(Method::Proc),
-        other => Err(PyValueError::new_err(format!(
-            "unknown method {other:?}; valid: \"auto\", \"sock_diag\" (or \"netlink\"), \"proc\""
-        ))),
-    }
-}
-
 /// Ask the kernel for TCP sockets now, as `ss -tan` does (sock_diag; /proc as fallback).
 ///
 /// port: None (every port), an int, or a list of ints; a socket matches when its local or
@@ -487,13 +476,10 @@ pub fn snapshot(
             )));
         }
     };
-    let method: String = match method {
-        None => "auto".to_string(),
-        Some(m) => m.extract().map_err(|_| {
-            PyTypeError::new_err(format!("method must be a str, not {}", type_name(m)))
-        })?,
+    let method = match method {
+        None => Method::Auto,
+        Some(m) => errors::name::<Method>(m, "method")?,
     };
-    let method = parse_method(&method)?;
     let mut query = Query::ports(&ports).with_states(&states);
     query.pids = pids;
     let snap = py

@@ -61,20 +61,6 @@ impl Trace {
     }
 }
 
-fn parse_backend(obj: &Bound<'_, PyAny>) -> PyResult<Backend> {
-    let name: String = obj.extract().map_err(|_| {
-        PyTypeError::new_err(format!("backend must be a str, not {}", type_name(obj)))
-    })?;
-    match name.to_ascii_lowercase().as_str() {
-        "auto" => Ok(Backend::Auto),
-        "tracepoint" => Ok(Backend::Tracepoint),
-        "poll" => Ok(Backend::Poll),
-        _ => Err(PyValueError::new_err(format!(
-            "unknown backend {name:?}; valid: \"auto\", \"tracepoint\" (root), \"poll\" (anyone)"
-        ))),
-    }
-}
-
 #[pymethods]
 impl Trace {
     /// Start observing (also what `with` does). Raises PermissionError when
@@ -294,7 +280,7 @@ pub fn trace(
     let ports = errors::ports(port, "port")?;
     let backend = match backend {
         None => Backend::Auto,
-        Some(b) => parse_backend(b)?,
+        Some(b) => errors::name::<Backend>(b, "backend")?,
     };
     let ms: f64 = match interval_ms {
         None => 1.0,

@@ -14,11 +14,11 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::Result;
-use tcplab_exercises::lesson::{self, Lab};
+use tcplab_exercises::lab::{self, Lab};
 use tcplab_exercises::lessons::accept_queue;
 
 fn main() -> ExitCode {
-    lesson::main(env!("CARGO_BIN_NAME"), run)
+    lab::main(env!("CARGO_BIN_NAME"), run)
 }
 
 // ANCHOR: serve

@@ -16,16 +16,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use tcplab_core::timeline::Side;
 use tcplab_core::{TcpState, sockets};
 use tcplab_exercises::catalog::Verdict;
-use tcplab_exercises::lesson::{self, Lab, Sides};
+use tcplab_exercises::facts;
+use tcplab_exercises::lab::{self, Lab, Sides};
 use tcplab_exercises::lessons::wait;
 
 /// How long any single call may block.
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
-    lesson::main(env!("CARGO_BIN_NAME"), run)
+    lab::main(env!("CARGO_BIN_NAME"), run)
 }
 
 fn run(lab: &mut Lab) -> Result<()> {
@@ -45,8 +47,8 @@ fn run(lab: &mut Lab) -> Result<()> {
     lab.say(format!("the server read {n} bytes from the client"));
     // ANCHOR_END: connect
     let open = lab.wait_until(IO_TIMEOUT, |s| {
-        s.count("server", TcpState::Established) == 1
-            && s.count("client", TcpState::Established) == 1
+        s.count(Side::Server, TcpState::Established) == 1
+            && s.count(Side::Client, TcpState::Established) == 1
     })?;
     lab.say(format!("kernel says: {}", open.describe()));
 
@@ -55,11 +57,12 @@ fn run(lab: &mut Lab) -> Result<()> {
     drop(client);
     // ANCHOR_END: client_close
     let half = lab.wait_until(IO_TIMEOUT, |s| {
-        s.count("client", TcpState::FinWait2) == 1 && s.count("server", TcpState::CloseWait) == 1
+        s.count(Side::Client, TcpState::FinWait2) == 1
+            && s.count(Side::Server, TcpState::CloseWait) == 1
     })?;
     lab.say(format!("kernel says: {}", half.describe()));
-    let fin_wait2 = half.count("client", TcpState::FinWait2);
-    let close_wait = half.count("server", TcpState::CloseWait);
+    let fin_wait2 = half.count(Side::Client, TcpState::FinWait2);
+    let close_wait = half.count(Side::Server, TcpState::CloseWait);
     if fin_wait2 == 1 && close_wait == 1 {
         lab.say(
             "the client went FIN_WAIT1 -> FIN_WAIT2 as soon as the server's kernel acknowledged \
@@ -92,20 +95,20 @@ fn run(lab: &mut Lab) -> Result<()> {
     drop(server);
     // ANCHOR_END: server_close
     let closed = lab.wait_until(IO_TIMEOUT, |s| {
-        s.count("client", TcpState::TimeWait) == 1 && s.total("server") == 1
+        s.count(Side::Client, TcpState::TimeWait) == 1 && s.total(Side::Server) == 1
     })?;
     lab.say(format!("kernel says: {}", closed.describe()));
-    let time_wait = closed.count("client", TcpState::TimeWait);
+    let time_wait = closed.count(Side::Client, TcpState::TimeWait);
     let timer = timer_ms(lab, TcpState::TimeWait)?;
-    lab.fact("client_fin_wait2", fin_wait2);
-    lab.fact("server_close_wait_between", close_wait);
-    lab.fact("client_time_wait", time_wait);
+    lab.fact(facts::CLIENT_FIN_WAIT2, fin_wait2);
+    lab.fact(facts::SERVER_CLOSE_WAIT_BETWEEN, close_wait);
+    lab.fact(facts::CLIENT_TIME_WAIT, time_wait);
     lab.fact(
-        "server_close_wait",
-        closed.count("server", TcpState::CloseWait),
+        facts::SERVER_CLOSE_WAIT,
+        closed.count(Side::Server, TcpState::CloseWait),
     );
-    lab.fact("server_sockets_left", closed.total("server"));
-    lab.fact("timer_ms", timer);
+    lab.fact("server_sockets_left", closed.total(Side::Server));
+    lab.fact(facts::TIMER_MS, timer);
     if let Some(ms) = timer {
         lab.say(format!(
             "the client is in TIME_WAIT, {:.1} s left on its timer (60 s on Linux); the \
@@ -124,11 +127,11 @@ fn run(lab: &mut Lab) -> Result<()> {
 /// Clean when the kernel showed the whole close: FIN_WAIT2 / CLOSE_WAIT between the two
 /// close() calls, then TIME_WAIT on the client and nothing but the listener on the server.
 fn grade(half: &Sides, closed: &Sides) -> Result<(Verdict, String)> {
-    let full_close = half.count("client", TcpState::FinWait2) == 1
-        && half.count("server", TcpState::CloseWait) == 1
-        && closed.count("client", TcpState::TimeWait) == 1
-        && closed.count("server", TcpState::CloseWait) == 0
-        && closed.total("server") == 1;
+    let full_close = half.count(Side::Client, TcpState::FinWait2) == 1
+        && half.count(Side::Server, TcpState::CloseWait) == 1
+        && closed.count(Side::Client, TcpState::TimeWait) == 1
+        && closed.count(Side::Server, TcpState::CloseWait) == 0
+        && closed.total(Side::Server) == 1;
     if full_close {
         return Ok((
             Verdict::Clean,
@@ -137,7 +140,7 @@ fn grade(half: &Sides, closed: &Sides) -> Result<(Verdict, String)> {
                 .to_string(),
         ));
     }
-    if closed.count("server", TcpState::CloseWait) > 0 {
+    if closed.count(Side::Server, TcpState::CloseWait) > 0 {
         return Ok((
             Verdict::Leak,
             "the server's socket stayed in CLOSE_WAIT".to_string(),

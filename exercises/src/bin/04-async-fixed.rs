@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use tcplab_exercises::lesson::{self, Lab};
+use tcplab_exercises::lab::{self, Lab};
 use tcplab_exercises::lessons::async_echo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
 fn main() -> ExitCode {
-    lesson::main(env!("CARGO_BIN_NAME"), run)
+    lab::main(env!("CARGO_BIN_NAME"), run)
 }
 
 // ANCHOR: registry

@@ -15,11 +15,11 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use tcplab_exercises::lesson::{self, Lab};
+use tcplab_exercises::lab::{self, Lab};
 use tcplab_exercises::lessons::time_wait::{self, REPLY};
 
 fn main() -> ExitCode {
-    lesson::main(env!("CARGO_BIN_NAME"), run)
+    lab::main(env!("CARGO_BIN_NAME"), run)
 }
 
 // ANCHOR: server

@@ -14,11 +14,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use tcplab_core::sockets::{self, ListenOptions};
-use tcplab_exercises::lesson::{self, Lab};
+use tcplab_exercises::lab::{self, Lab};
 use tcplab_exercises::lessons::restart;
 
 fn main() -> ExitCode {
-    lesson::main(env!("CARGO_BIN_NAME"), run)
+    lab::main(env!("CARGO_BIN_NAME"), run)
 }
 
 // ANCHOR: listen

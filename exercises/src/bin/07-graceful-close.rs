@@ -17,11 +17,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use tcplab_core::sockets;
-use tcplab_exercises::lesson::{self, Lab};
+use tcplab_exercises::lab::{self, Lab};
 use tcplab_exercises::lessons::abortive;
 
 fn main() -> ExitCode {
-    lesson::main(env!("CARGO_BIN_NAME"), run)
+    lab::main(env!("CARGO_BIN_NAME"), run)
 }
 
 // ANCHOR: send

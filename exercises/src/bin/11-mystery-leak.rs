@@ -13,14 +13,14 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use tcplab_core::observe::SocketRow;
-use tcplab_exercises::lesson::{self, Lab};
+use tcplab_exercises::lab::{self, Lab};
 use tcplab_exercises::lessons::mystery::{self, Owner};
 
 fn main() -> ExitCode {
     if let Some(code) = mystery::child_main() {
         return code;
     }
-    lesson::main(env!("CARGO_BIN_NAME"), run)
+    lab::main(env!("CARGO_BIN_NAME"), run)
 }
 
 // ANCHOR: respond

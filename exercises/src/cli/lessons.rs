@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use super::runner::{self, BuildPlan, Progress, command_name};
 use crate::catalog::{Catalog, Choice, Lesson};
 use crate::desk;
-use crate::lesson::BackendArg;
+use tcplab_core::Vocabulary;
+use tcplab_core::observe::trace::Backend;
 
 /// Flags passed through to the lesson binaries.
 #[derive(Args, Debug, Clone, Default)]
@@ -31,8 +32,8 @@ pub struct PassThrough {
     #[arg(long, value_name = "SECS")]
     pub hold: Option<f64>,
     /// How the binaries watch state changes.
-    #[arg(long, value_enum)]
-    pub backend: Option<BackendArg>,
+    #[arg(long, value_parser = super::one_of::<Backend>())]
+    pub backend: Option<Backend>,
     /// Lessons 05 and 09: afterwards, run the churn generator this many seconds (at most 10).
     #[arg(long, value_name = "SECS")]
     pub churn_secs: Option<f64>,
@@ -99,12 +100,7 @@ impl PassThrough {
             out.extend(["--hold".to_string(), h.to_string()]);
         }
         if let Some(b) = self.backend {
-            let name = match b {
-                BackendArg::Auto => "auto",
-                BackendArg::Tracepoint => "tracepoint",
-                BackendArg::Poll => "poll",
-            };
-            out.extend(["--backend".to_string(), name.to_string()]);
+            out.extend(["--backend".to_string(), b.name().to_string()]);
         }
         if let Some(secs) = self.churn_secs {
             out.extend(["--churn-secs".to_string(), secs.to_string()]);

@@ -25,6 +25,11 @@ pub struct ModelArgs {
     /// TIME-WAIT by a new SYN) instead of Linux's defaults.
     #[arg(long)]
     pub rfc: bool,
+    /// Also play the scenario on this kernel, one side at a time against the scripted peer,
+    /// and print both sides' states from the model and from the kernel, with every
+    /// difference explained (with --json: one object with `model`, `kernel`, `differences`).
+    #[arg(long, conflicts_with = "svg")]
+    pub kernel: bool,
 }
 
 /// clap value parser: a scenario name; the error lists every scenario.
@@ -38,6 +43,9 @@ pub fn run(args: &ModelArgs) -> Result<ExitCode> {
     } else {
         Options::linux()
     };
+    if args.kernel {
+        return super::model_kernel::run(args.scenario, &opts, args.json);
+    }
     let result = args.scenario.run(&opts);
     if args.json {
         for e in &result.timeline.events {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 /// The longest a single lesson run may take before the runner stops it.
-pub const LESSON_DEADLINE: Duration = Duration::from_secs(180);
+pub use tcplab_core::limits::LESSON_DEADLINE;
 
 /// The workspace root (the folder holding `exercises/lessons.toml`), searched upwards from the
 /// current directory, then where this runner was built.

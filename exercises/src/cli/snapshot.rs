@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use tcplab_core::TcpState;
 use tcplab_core::observe::{self, Family, Method, Query, SocketRow};
 
@@ -15,7 +15,7 @@ pub struct SnapshotArgs {
     #[arg(long = "port", short = 'p', value_name = "P")]
     pub ports: Vec<u16>,
     /// Only sockets in state S, in any spelling: TIME_WAIT, time-wait, TIME-WAIT (repeatable).
-    #[arg(long = "state", short = 's', value_name = "S", value_parser = parse_state)]
+    #[arg(long = "state", short = 's', value_name = "S")]
     pub states: Vec<TcpState>,
     /// Also show which processes own each socket (like `ss -p`; other users' need root).
     #[arg(long)]
@@ -24,51 +24,22 @@ pub struct SnapshotArgs {
     #[arg(long)]
     pub json: bool,
     /// Only IPv4 or only IPv6 sockets.
-    #[arg(long, value_enum, default_value_t = FamilyArg::All)]
-    pub family: FamilyArg,
+    #[arg(long, value_parser = super::one_of::<Family>(), default_value_t = Family::Both)]
+    pub family: Family,
     /// Where to read from: sock_diag netlink (falling back to /proc), or /proc/net/tcp only.
-    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
-    pub method: MethodArg,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FamilyArg {
-    All,
-    #[value(name = "4")]
-    V4,
-    #[value(name = "6")]
-    V6,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MethodArg {
-    Auto,
-    Netlink,
-    Proc,
-}
-
-/// clap value parser for a state name in any spelling; the error lists the valid names.
-pub fn parse_state(s: &str) -> Result<TcpState, String> {
-    s.parse::<TcpState>().map_err(|e| e.to_string())
+    #[arg(long, value_parser = super::one_of::<Method>(), default_value_t = Method::Auto)]
+    pub method: Method,
 }
 
 pub fn run(args: &SnapshotArgs) -> Result<ExitCode> {
     let query = Query {
         ports: args.ports.clone(),
-        family: match args.family {
-            FamilyArg::All => Family::Both,
-            FamilyArg::V4 => Family::V4,
-            FamilyArg::V6 => Family::V6,
-        },
+        family: args.family,
         pids: args.pids,
         ..Query::default()
     }
     .with_states(&args.states);
-    let method = match args.method {
-        MethodArg::Auto => Method::Auto,
-        MethodArg::Netlink => Method::Netlink,
-        MethodArg::Proc => Method::Proc,
-    };
+    let method = args.method;
     let snap = observe::snapshot(&query, method)?;
     if let Some(note) = &snap.note {
         eprintln!("tcplab: {note}");

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use tcplab_core::Event;
 use tcplab_core::observe::trace::{Backend, Missed, TraceConfig, Tracer};
 
@@ -25,8 +25,8 @@ pub struct TraceArgs {
     #[arg(long = "port", short = 'p', value_name = "P")]
     pub ports: Vec<u16>,
     /// tracepoint (root), poll (anyone), or auto: the tracepoint when permitted.
-    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
-    pub backend: BackendArg,
+    #[arg(long, value_parser = super::one_of::<Backend>(), default_value_t = Backend::Auto)]
+    pub backend: Backend,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -37,13 +37,6 @@ pub struct TraceArgs {
     /// backend, a last line {"missed": {...}} when connections may be missing from the trace.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendArg {
-    Auto,
-    Tracepoint,
-    Poll,
 }
 
 /// One line per event: time, endpoint, `FROM -> TO`, source.
@@ -84,11 +77,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
     }
     let cfg = TraceConfig {
         ports: args.ports.clone(),
-        backend: match args.backend {
-            BackendArg::Auto => Backend::Auto,
-            BackendArg::Tracepoint => Backend::Tracepoint,
-            BackendArg::Poll => Backend::Poll,
-        },
+        backend: args.backend,
         poll_interval: Duration::from_secs_f64(args.interval_ms / 1000.0),
         ..TraceConfig::default()
     };

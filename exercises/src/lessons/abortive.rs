@@ -15,9 +15,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tcplab_core::TcpState;
 use tcplab_core::sockets;
+use tcplab_core::timeline::Side;
 
 use crate::catalog::Verdict;
-use crate::lesson::{Lab, Sides};
+use crate::facts;
+use crate::lab::{Lab, Sides};
 use crate::lessons::net::{self, IO_TIMEOUT, Own, errno_name};
 
 /// What the server sends in part 1: 8 MiB, more than the send and receive buffers hold.
@@ -90,8 +92,9 @@ fn request_with_body(addr: SocketAddr, own: &mut Own) -> io::Result<Received> {
 
 /// Every socket of the connection has finished: only the listener and TIME_WAIT remain.
 fn settled(s: &Sides) -> bool {
-    s.total("server") == s.count("server", TcpState::Listen) + s.count("server", TcpState::TimeWait)
-        && s.total("client") == s.count("client", TcpState::TimeWait)
+    s.total(Side::Server)
+        == s.count(Side::Server, TcpState::Listen) + s.count(Side::Server, TcpState::TimeWait)
+        && s.total(Side::Client) == s.count(Side::Client, TcpState::TimeWait)
 }
 
 fn error_fact(e: &Option<io::Error>) -> Option<String> {
@@ -161,7 +164,7 @@ pub fn run(
              SO_LINGER 0 despite the name, grew by {grew} (it counts machine-wide)"
         ));
     }
-    let tw1 = seen1.count("server", TcpState::TimeWait);
+    let tw1 = seen1.count(Side::Server, TcpState::TimeWait);
     let lost1 = is_reset(&got.error) && got.bytes < bytes_sent && tw1 == 0;
     if lost1 {
         lab.say(format!(
@@ -175,11 +178,11 @@ pub fn run(
              TIME_WAIT on the server side for 60 s",
         );
     }
-    lab.fact("bytes_sent", bytes_sent);
-    lab.fact("bytes_received", got.bytes);
-    lab.fact("client_error", error_fact(&got.error));
-    lab.fact("server_error", served.as_ref().err().map(errno_name));
-    lab.fact("server_time_wait", tw1);
+    lab.fact(facts::BYTES_SENT, bytes_sent);
+    lab.fact(facts::BYTES_RECEIVED, got.bytes);
+    lab.fact(facts::CLIENT_ERROR, error_fact(&got.error));
+    lab.fact(facts::SERVER_ERROR, served.as_ref().err().map(errno_name));
+    lab.fact(facts::SERVER_TIME_WAIT, tw1);
     lab.fact("kernel_tcp_abort_on_data_growth", abort_on_data);
 
     // Part 2: close() with unread data in the receive buffer.
@@ -213,7 +216,7 @@ pub fn run(
         )),
     }
     let seen = own.wait_until(lab, Duration::from_secs(2), |s| {
-        settled(s) && (s.count("server", TcpState::TimeWait) > tw1 || is_reset(&got2.error))
+        settled(s) && (s.count(Side::Server, TcpState::TimeWait) > tw1 || is_reset(&got2.error))
     })?;
     lab.say(format!("kernel says: {}", seen.describe()));
     let abort_on_close = net::counter_growth("TCPAbortOnClose", abort_on_close);
@@ -223,7 +226,9 @@ pub fn run(
              {grew} (it counts machine-wide)"
         ));
     }
-    let tw2 = seen.count("server", TcpState::TimeWait).saturating_sub(tw1);
+    let tw2 = seen
+        .count(Side::Server, TcpState::TimeWait)
+        .saturating_sub(tw1);
     let reset2 = is_reset(&got2.error) && tw2 == 0;
     if reset2 {
         lab.say(
@@ -235,12 +240,12 @@ pub fn run(
     }
     lab.fact("unread_bytes_at_close", REQUEST_BODY_BYTES);
     lab.fact("unread_reply_bytes_received", got2.bytes);
-    lab.fact("unread_client_error", error_fact(&got2.error));
+    lab.fact(facts::UNREAD_CLIENT_ERROR, error_fact(&got2.error));
     lab.fact(
         "unread_server_error",
         served2.as_ref().err().map(errno_name),
     );
-    lab.fact("unread_server_time_wait", tw2);
+    lab.fact(facts::UNREAD_SERVER_TIME_WAIT, tw2);
     lab.fact("kernel_tcp_abort_on_close_growth", abort_on_close);
 
     let clean1 = got.error.is_none() && bytes_sent > 0 && got.bytes == bytes_sent && tw1 == 1;

@@ -16,9 +16,11 @@ use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 use tcplab_core::TcpState;
 use tcplab_core::sockets::{self, ListenOptions};
+use tcplab_core::timeline::Side;
 
 use crate::catalog::Verdict;
-use crate::lesson::{Lab, Sides};
+use crate::facts;
+use crate::lab::{Lab, Sides};
 
 /// The backlog passed to listen(): small, so a handful of clients fill the queue.
 pub const BACKLOG: i32 = 4;
@@ -137,7 +139,7 @@ pub fn run(lab: &mut Lab, serve: fn(TcpListener, &AtomicBool) -> Vec<TcpStream>)
             .find(|r| r.state == TcpState::Listen && r.local.port() == addr.port())
             .map(|r| (r.recv_q, r.send_q))
             .context("the listener's row is missing")?;
-        let settled = seen.count("client", TcpState::Established) == n && queued == 0;
+        let settled = seen.count(Side::Client, TcpState::Established) == n && queued == 0;
         if settled || Instant::now() >= deadline {
             break (seen, queued, backlog);
         }
@@ -147,22 +149,22 @@ pub fn run(lab: &mut Lab, serve: fn(TcpListener, &AtomicBool) -> Vec<TcpStream>)
     lab.say(format!(
         "the LISTEN row: Recv-Q {queued} waiting for accept(), Send-Q {backlog} (the backlog)"
     ));
-    let client_established = seen.count("client", TcpState::Established);
-    let client_syn_sent = seen.count("client", TcpState::SynSent);
-    let server_established = seen.count("server", TcpState::Established);
-    let server_syn_recv =
-        seen.count("server", TcpState::SynRecv) + seen.count("server", TcpState::NewSynRecv);
-    lab.fact("connections", n);
-    lab.fact("backlog", backlog);
-    lab.fact("accept_queue", queued);
+    let client_established = seen.count(Side::Client, TcpState::Established);
+    let client_syn_sent = seen.count(Side::Client, TcpState::SynSent);
+    let server_established = seen.count(Side::Server, TcpState::Established);
+    let server_syn_recv = seen.count(Side::Server, TcpState::SynRecv)
+        + seen.count(Side::Server, TcpState::NewSynRecv);
+    lab.fact(facts::CONNECTIONS, n);
+    lab.fact(facts::BACKLOG, backlog);
+    lab.fact(facts::ACCEPT_QUEUE, queued);
     lab.fact("accept_queue_max", queue_max);
     lab.fact("connect_returned", connected);
-    lab.fact("client_established", client_established);
-    lab.fact("client_syn_sent", client_syn_sent);
-    lab.fact("server_established", server_established);
+    lab.fact(facts::CLIENT_ESTABLISHED, client_established);
+    lab.fact(facts::CLIENT_SYN_SENT, client_syn_sent);
+    lab.fact(facts::SERVER_ESTABLISHED, server_established);
     lab.fact("server_syn_recv", server_syn_recv);
     let queue_full = queued > backlog;
-    lab.fact("queue_full", queue_full);
+    lab.fact(facts::QUEUE_FULL, queue_full);
 
     let (verdict, why) = if queue_full || client_syn_sent > 0 {
         lab.say(format!(
@@ -207,7 +209,7 @@ pub fn run(lab: &mut Lab, serve: fn(TcpListener, &AtomicBool) -> Vec<TcpStream>)
     } else {
         // The queue is empty, yet not every client has a live connection: the program
         // accepted and closed them, or closed the listener and reset those still queued.
-        let closed = seen.count("client", TcpState::CloseWait);
+        let closed = seen.count(Side::Client, TcpState::CloseWait);
         (
             Verdict::Leak,
             format!(

@@ -16,7 +16,7 @@ use tcplab_core::sockets;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
-use crate::lesson::Lab;
+use crate::lab::Lab;
 use crate::lessons::echo;
 use crate::lessons::net::Own;
 

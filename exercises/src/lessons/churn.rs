@@ -25,12 +25,13 @@ use tcplab_core::{TcpState, sockets};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::lesson::{Lab, print_line};
+use crate::facts;
+use crate::lab::{Lab, print_line};
 
-/// The longest churn a run may ask for.
-pub const MAX_SECS: f64 = 10.0;
-/// The highest `--churn-rate` accepted (connections per second); above what two cores do.
-pub const MAX_RATE: f64 = 1_000_000.0;
+pub use tcplab_core::limits::{
+    MAX_CHURN_RATE as MAX_RATE, MAX_CHURN_SECS as MAX_SECS, MIN_CHURN_RATE as MIN_RATE,
+    MIN_CHURN_SECS as MIN_SECS,
+};
 /// Worker threads, one single-threaded tokio runtime each (one per core on 2 cores).
 pub const WORKERS: usize = 2;
 /// Churn tasks in all, spread evenly over the workers.
@@ -94,14 +95,17 @@ impl Config {
 
     /// Refuse values the churn cannot honour, with what to do instead.
     pub fn check(&self) -> Result<()> {
-        if !(self.secs > 0.0 && self.secs <= MAX_SECS) {
-            bail!("--churn-secs {} is outside (0, {MAX_SECS}]", self.secs);
+        if !(MIN_SECS..=MAX_SECS).contains(&self.secs) {
+            bail!(
+                "--churn-secs {} is outside [{MIN_SECS}, {MAX_SECS}]",
+                self.secs
+            );
         }
         if let Some(rate) = self.rate
-            && !(1.0..=MAX_RATE).contains(&rate)
+            && !(MIN_RATE..=MAX_RATE).contains(&rate)
         {
             bail!(
-                "--churn-rate {rate} is outside [1, {MAX_RATE}] connections per second; leave it \
+                "--churn-rate {rate} is outside [{MIN_RATE}, {MAX_RATE}] connections per second; leave it \
                  out to churn as fast as the cores allow"
             );
         }
@@ -371,21 +375,24 @@ pub fn run_in_lesson(lab: &mut Lab, cfg: Config) -> Result<ChurnReport> {
          machine the wall-clock rate is lower than what two free cores would do)",
         report.cpu_secs
     ));
-    lab.fact("churn_closer", report.closer);
-    lab.fact("churn_secs", report.secs);
-    lab.fact("churn_target_rate", report.target_rate);
-    lab.fact("churn_ports", report.ports);
-    lab.fact("churn_connections", report.connections);
-    lab.fact("churn_failed", report.failed);
-    lab.fact("churn_exhausted", report.exhausted);
-    lab.fact("churn_rate_per_sec", report.rate_per_sec.round() as u64);
+    lab.fact(facts::CHURN_CLOSER, report.closer);
+    lab.fact(facts::CHURN_SECS, report.secs);
+    lab.fact(facts::CHURN_TARGET_RATE, report.target_rate);
+    lab.fact(facts::CHURN_PORTS, report.ports);
+    lab.fact(facts::CHURN_CONNECTIONS, report.connections);
+    lab.fact(facts::CHURN_FAILED, report.failed);
+    lab.fact(facts::CHURN_EXHAUSTED, report.exhausted);
+    lab.fact(
+        facts::CHURN_RATE_PER_SEC,
+        report.rate_per_sec.round() as u64,
+    );
     lab.fact("churn_cpu_secs", report.cpu_secs);
     lab.fact("churn_per_cpu_sec", per_cpu.round() as u64);
-    lab.fact("churn_peak_time_wait", report.peak_time_wait);
-    lab.fact("tcp_max_tw_buckets", report.tcp_max_tw_buckets);
+    lab.fact(facts::CHURN_PEAK_TIME_WAIT, report.peak_time_wait);
+    lab.fact(facts::TCP_MAX_TW_BUCKETS, report.tcp_max_tw_buckets);
     lab.fact("churn_tw_recycled", report.tw_recycled);
     lab.fact("churn_tw_overflow", report.tw_overflow);
-    lab.fact("churn_samples", &report.samples);
+    lab.fact(facts::CHURN_SAMPLES, &report.samples);
     Ok(report)
 }
 

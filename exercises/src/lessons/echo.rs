@@ -13,10 +13,12 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use tcplab_core::timeline::Side;
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
-use crate::lesson::{CLOSE_GRACE, Lab, Sides};
+use crate::facts;
+use crate::lab::{CLOSE_GRACE, Lab, Sides};
 
 /// How long any single client call may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -120,23 +122,26 @@ pub fn grade(
 ) -> Result<(Verdict, String, Sides)> {
     lab.step("What the kernel shows once the FINs have been answered");
     wait(lab, Duration::from_secs(3), &|s: &Sides| {
-        s.count("server", TcpState::Established) == 0
-            && s.count("server", TcpState::CloseWait) == s.count("client", TcpState::FinWait2)
-            && s.count("client", TcpState::FinWait2) + s.count("client", TcpState::TimeWait) == n
+        s.count(Side::Server, TcpState::Established) == 0
+            && s.count(Side::Server, TcpState::CloseWait)
+                == s.count(Side::Client, TcpState::FinWait2)
+            && s.count(Side::Client, TcpState::FinWait2) + s.count(Side::Client, TcpState::TimeWait)
+                == n
     })?;
     // Every FIN has arrived; the server gets the grace period to close before grading.
     let seen = wait(lab, CLOSE_GRACE, &|s: &Sides| {
-        s.count("server", TcpState::CloseWait) == 0 && s.count("client", TcpState::TimeWait) == n
+        s.count(Side::Server, TcpState::CloseWait) == 0
+            && s.count(Side::Client, TcpState::TimeWait) == n
     })?;
     lab.say(format!("kernel says: {}", seen.describe()));
-    let close_wait = seen.count("server", TcpState::CloseWait);
-    let fin_wait2 = seen.count("client", TcpState::FinWait2);
-    let time_wait = seen.count("client", TcpState::TimeWait);
-    lab.fact("connections", n);
+    let close_wait = seen.count(Side::Server, TcpState::CloseWait);
+    let fin_wait2 = seen.count(Side::Client, TcpState::FinWait2);
+    let time_wait = seen.count(Side::Client, TcpState::TimeWait);
+    lab.fact(facts::CONNECTIONS, n);
     lab.fact("bytes_echoed", echoed);
-    lab.fact("server_close_wait", close_wait);
-    lab.fact("client_fin_wait2", fin_wait2);
-    lab.fact("client_time_wait", time_wait);
+    lab.fact(facts::SERVER_CLOSE_WAIT, close_wait);
+    lab.fact(facts::CLIENT_FIN_WAIT2, fin_wait2);
+    lab.fact(facts::CLIENT_TIME_WAIT, time_wait);
     // The symptom gone is not enough: a handler that shuts the socket down on EOF but keeps
     // the stream leaves no CLOSE_WAIT, yet still holds every descriptor.
     if close_wait == 0 {

@@ -15,10 +15,12 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::Result;
+use tcplab_core::timeline::Side;
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
-use crate::lesson::{Lab, Sides};
+use crate::facts;
+use crate::lab::{Lab, Sides};
 use crate::lessons::net::{self, IO_TIMEOUT, Own, errno_name};
 
 /// The client's request.
@@ -103,7 +105,8 @@ fn wait_own(lab: &Lab, timeout: Duration, done: impl Fn(&Sides) -> bool) -> Resu
 /// half-closed connection (server CLOSE_WAIT, client FIN_WAIT2) and narrates it.
 pub fn show_half_closed(lab: &Lab) -> Result<Sides> {
     let seen = wait_own(lab, Duration::from_secs(1), |s| {
-        s.count("server", TcpState::CloseWait) == 1 && s.count("client", TcpState::FinWait2) == 1
+        s.count(Side::Server, TcpState::CloseWait) == 1
+            && s.count(Side::Client, TcpState::FinWait2) == 1
     })?;
     lab.say(format!(
         "kernel says (request sent, server preparing the reply): {}",
@@ -120,8 +123,9 @@ pub fn show_half_closed(lab: &Lab) -> Result<Sides> {
 
 /// Only the listener and TIME_WAIT are left: the connection has ended.
 fn ended(s: &Sides) -> bool {
-    s.total("server") == s.count("server", TcpState::Listen) + s.count("server", TcpState::TimeWait)
-        && s.total("client") == s.count("client", TcpState::TimeWait)
+    s.total(Side::Server)
+        == s.count(Side::Server, TcpState::Listen) + s.count(Side::Server, TcpState::TimeWait)
+        && s.total(Side::Client) == s.count(Side::Client, TcpState::TimeWait)
 }
 
 /// Run the lesson with the binary's client, which returns the reply it read.
@@ -168,22 +172,22 @@ pub fn run(lab: &mut Lab, client: fn(&Lab, SocketAddr) -> Result<Vec<u8>>) -> Re
     ));
     let seen = wait_own(lab, Duration::from_secs(2), ended)?;
     lab.say(format!("kernel says: {}", seen.describe()));
-    let client_time_wait = seen.count("client", TcpState::TimeWait);
+    let client_time_wait = seen.count(Side::Client, TcpState::TimeWait);
     lab.fact("request_bytes", served.request_bytes);
-    lab.fact("reply_bytes_expected", REPLY_BYTES);
+    lab.fact(facts::REPLY_BYTES_EXPECTED, REPLY_BYTES);
     lab.fact("reply_bytes_written", served.reply_bytes_written);
-    lab.fact("reply_bytes_received", reply.len());
-    lab.fact("server_error", served.error.as_ref().map(errno_name));
-    lab.fact("client_time_wait", client_time_wait);
+    lab.fact(facts::REPLY_BYTES_RECEIVED, reply.len());
+    lab.fact(facts::SERVER_ERROR, served.error.as_ref().map(errno_name));
+    lab.fact(facts::CLIENT_TIME_WAIT, client_time_wait);
     let half = HALF_CLOSED.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(half) = half {
         lab.fact(
-            "half_closed_server_close_wait",
-            half.count("server", TcpState::CloseWait),
+            facts::HALF_CLOSED_SERVER_CLOSE_WAIT,
+            half.count(Side::Server, TcpState::CloseWait),
         );
         lab.fact(
-            "half_closed_client_fin_wait2",
-            half.count("client", TcpState::FinWait2),
+            facts::HALF_CLOSED_CLIENT_FIN_WAIT2,
+            half.count(Side::Client, TcpState::FinWait2),
         );
     }
 

@@ -25,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tcplab_core::observe::{self, Method, Query, SocketRow, diag};
+use tcplab_core::timeline::Side;
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
-use crate::lesson::Lab;
+use crate::lab::Lab;
 
 /// The hidden flag that turns the binary into the mystery server.
 pub const CHILD_FLAG: &str = "--mystery-server";
@@ -382,7 +383,7 @@ fn operate(
         // No CLOSE_WAIT left is the symptom gone. The service must still run, and the process
         // on the port must hold nothing but its listener: SOCK_DESTROY ends the sockets but
         // leaves their descriptors taken in the owner.
-        let listening = seen.count("server", TcpState::Listen);
+        let listening = seen.count(Side::Server, TcpState::Listen);
         lab.fact("listening_after", listening);
         lab.require(
             listening > 0,

@@ -13,7 +13,7 @@ use tcplab_core::TcpState;
 use tcplab_core::observe::SocketRow;
 use tcplab_core::sockets;
 
-use crate::lesson::{Lab, Sides};
+use crate::lab::{Lab, Sides};
 
 /// How long any single blocking call in these lessons may take.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);

@@ -34,10 +34,12 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use tcplab_core::timeline::Side;
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
-use crate::lesson::Lab;
+use crate::facts;
+use crate::lab::Lab;
 use crate::lessons::{churn, netns, wait};
 
 /// The ephemeral port range set inside the namespace: 100 ports.
@@ -214,7 +216,7 @@ pub fn run(lab: &mut Lab, send_requests: fn(SocketAddr, usize) -> Outcome) -> Re
                  settings and sockets are untouched, and the namespace vanishes when the lesson \
                  ends."
                 ));
-                lab.fact("namespace", "private");
+                lab.fact(facts::NAMESPACE, "private");
                 lab.fact("port_range", &range);
                 let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, SERVER_PORT));
                 let listener = sockets::listen_on(addr, sockets::ListenOptions::default())
@@ -305,7 +307,7 @@ fn host_setup(lab: &mut Lab, refused: &netns::Refused) -> Result<(TcpListener, (
          comes back after that delay, not after TIME_WAIT's 60 s.",
         reuse.map_or("unreadable".to_string(), |r| r.to_string())
     ));
-    lab.fact("namespace", "none");
+    lab.fact(facts::NAMESPACE, "none");
     lab.fact("port_range", format!("{} {}", range.0, range.1));
     lab.fact("port_range_option", "IP_LOCAL_PORT_RANGE");
     lab.fact("tcp_tw_reuse", reuse);
@@ -380,7 +382,7 @@ fn churn_to_exhaustion(lab: &mut Lab, cfg: churn::Config) -> Result<()> {
     ));
     let report = churn::run_in_lesson(lab, cfg)?;
     let sustainable = ports as f64 / 60.0;
-    lab.fact("churn_port_range", format!("{low} {high}"));
+    lab.fact(facts::CHURN_PORT_RANGE, format!("{low} {high}"));
     lab.fact("churn_first_exhausted_ms", report.first_exhausted_ms);
     lab.fact(
         "churn_connections_before_exhaustion",
@@ -474,27 +476,27 @@ fn grade(
     // Settled: the closed connections in TIME_WAIT and, since a dump is not atomic and the
     // server thread may still be closing the last one, nothing left in CLOSE_WAIT/LAST_ACK.
     let seen = lab.wait_until(Duration::from_secs(3), |s| {
-        s.count("client", TcpState::TimeWait) >= expect_tw
-            && s.count("client", TcpState::FinWait2) == 0
-            && s.count("server", TcpState::CloseWait) == 0
-            && s.count("server", TcpState::LastAck) == 0
+        s.count(Side::Client, TcpState::TimeWait) >= expect_tw
+            && s.count(Side::Client, TcpState::FinWait2) == 0
+            && s.count(Side::Server, TcpState::CloseWait) == 0
+            && s.count(Side::Server, TcpState::LastAck) == 0
     })?;
     lab.say(format!("kernel says: {}", seen.describe()));
-    let tw = seen.count("client", TcpState::TimeWait);
-    let est = seen.count("client", TcpState::Established);
+    let tw = seen.count(Side::Client, TcpState::TimeWait);
+    let est = seen.count(Side::Client, TcpState::Established);
     lab.fact("requests", out.requests);
     lab.fact("connections_opened", out.connections);
     lab.fact(
         "connections_before_error",
         out.error.as_ref().map(|_| out.connections),
     );
-    lab.fact("error", &error_name);
+    lab.fact(facts::ERROR, &error_name);
     lab.fact(
         "ms_to_exhaustion",
         out.failed_after.map(|t| t.as_millis() as u64),
     );
-    lab.fact("client_time_wait", tw);
-    lab.fact("client_established", est);
+    lab.fact(facts::CLIENT_TIME_WAIT, tw);
+    lab.fact(facts::CLIENT_ESTABLISHED, est);
     let ports = usize::from(range.1 - range.0) + 1;
     // Aborted connections. In the namespace: the RSTs its TCP sent (Tcp OutRsts), which only
     // this client and server can have caused. On the host that counter is everyone's, so

@@ -12,10 +12,12 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use tcplab_core::timeline::Side;
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
-use crate::lesson::Lab;
+use crate::facts;
+use crate::lab::Lab;
 use crate::lessons::wait;
 
 /// How long any single call may block.
@@ -64,7 +66,9 @@ pub fn run(lab: &mut Lab, listen: fn(SocketAddr) -> io::Result<TcpListener>) -> 
         "the client read {} bytes and end-of-stream, then closed too",
         got.len()
     ));
-    let seen = lab.wait_until(IO_TIMEOUT, |s| s.count("server", TcpState::TimeWait) == 1)?;
+    let seen = lab.wait_until(IO_TIMEOUT, |s| {
+        s.count(Side::Server, TcpState::TimeWait) == 1
+    })?;
     lab.say(format!("kernel says: {}", seen.describe()));
     lab.say("the server closed first, so the TIME_WAIT socket sits on the server's own port");
 
@@ -83,17 +87,17 @@ pub fn run(lab: &mut Lab, listen: fn(SocketAddr) -> io::Result<TcpListener>) -> 
     lab.step(format!("Restart: bind port {} again at once", addr.port()));
     let restarted = listen(addr);
     let after = lab.sides()?;
-    let time_wait = after.count("server", TcpState::TimeWait);
+    let time_wait = after.count(Side::Server, TcpState::TimeWait);
     lab.say(format!(
         "kernel says (at the restart): {}",
         after.describe()
     ));
     lab.fact("port", addr.port());
-    lab.fact("server_time_wait", time_wait);
+    lab.fact(facts::SERVER_TIME_WAIT, time_wait);
     lab.fact("time_wait_timer_ms", tw_ms);
     lab.fact(
         "listening_before_restart",
-        stopped.count("server", TcpState::Listen),
+        stopped.count(Side::Server, TcpState::Listen),
     );
     if time_wait == 0 {
         bail!(
@@ -106,8 +110,8 @@ pub fn run(lab: &mut Lab, listen: fn(SocketAddr) -> io::Result<TcpListener>) -> 
     }
     let (verdict, why) = match &restarted {
         Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
-            lab.fact("bind_error", errno_name(e));
-            lab.fact("bind_ok", false);
+            lab.fact(facts::BIND_ERROR, errno_name(e));
+            lab.fact(facts::BIND_OK, false);
             lab.say(format!(
                 "bind() failed: {e}. The only socket on port {} is the TIME_WAIT one; without \
                  SO_REUSEADDR the kernel counts it as a user of the port.",
@@ -147,11 +151,11 @@ pub fn run(lab: &mut Lab, listen: fn(SocketAddr) -> io::Result<TcpListener>) -> 
                 ),
             );
             drop(second);
-            lab.fact("bind_error", serde_json::Value::Null);
-            lab.fact("bind_ok", true);
+            lab.fact(facts::BIND_ERROR, serde_json::Value::Null);
+            lab.fact(facts::BIND_OK, true);
             lab.fact(
-                "listening_after_restart",
-                after.count("server", TcpState::Listen),
+                facts::LISTENING_AFTER_RESTART,
+                after.count(Side::Server, TcpState::Listen),
             );
             lab.say(format!(
                 "bind() succeeded on {}, next to the TIME_WAIT socket. SO_REUSEADDR has to be set \

@@ -24,10 +24,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use socket2::{Domain, Protocol, Socket, Type};
 use tcplab_core::observe::SocketRow;
+use tcplab_core::timeline::Side;
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
-use crate::lesson::{CLOSE_GRACE, Lab};
+use crate::lab::{CLOSE_GRACE, Lab};
 
 /// How long the client's reconnect may take before we call it stuck.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -262,7 +263,7 @@ fn lesson(lab: &mut Lab, server: SocketAddr) -> Result<()> {
         names(&c),
         names(&s)
     ));
-    let close_wait_after = lab.sides()?.count("server", TcpState::CloseWait);
+    let close_wait_after = lab.sides()?.count(Side::Server, TcpState::CloseWait);
 
     lab.fact("client_port", cp);
     lab.fact("linger2_secs", LINGER2_SECS);

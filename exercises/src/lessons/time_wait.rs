@@ -12,10 +12,12 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use tcplab_core::timeline::Side;
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
-use crate::lesson::Lab;
+use crate::facts;
+use crate::lab::Lab;
 use crate::lessons::churn::{self, Closer};
 use crate::lessons::netns;
 use crate::lessons::wait;
@@ -31,11 +33,11 @@ const LINUX_TIME_WAIT_SECS: f64 = 60.0;
 /// Windows' default TIME_WAIT (TcpTimedWaitDelay), where the "240 s" one reads about comes from.
 const WINDOWS_TIME_WAIT_SECS: f64 = 240.0;
 
-/// One side of one connection.
-pub type Side = fn(TcpStream) -> io::Result<()>;
+/// The code one end of a connection runs on it (the binary's `serve` or `client`).
+pub type Handler = fn(TcpStream) -> io::Result<()>;
 
 /// Run the lesson with the binary's `serve` (server side) and `client` (client side).
-pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
+pub fn run(lab: &mut Lab, serve: Handler, client: Handler) -> Result<()> {
     // The churn's namespace must come first: the kernel makes a user namespace only for a
     // process that has not started any thread yet.
     let churn = churn::Config::from_lesson_args(lab, Closer::Server)?;
@@ -102,14 +104,16 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
     // Linux lets connect() reuse a TIME_WAIT port older than 1 s, tcp_tw_reuse=2, and a
     // TIME_WAIT socket accepts a new SYN), which happens when the run is slow.
     let seen = lab.wait_until(IO_TIMEOUT, |s| {
-        let tw = s.count("server", TcpState::TimeWait) + s.count("client", TcpState::TimeWait);
-        let others =
-            s.total("server") + s.total("client") - tw - s.count("server", TcpState::Listen);
+        let tw =
+            s.count(Side::Server, TcpState::TimeWait) + s.count(Side::Client, TcpState::TimeWait);
+        let others = s.total(Side::Server) + s.total(Side::Client)
+            - tw
+            - s.count(Side::Server, TcpState::Listen);
         tw == n || (others == 0 && tw >= mostly(n))
     })?;
     lab.say(format!("kernel says: {}", seen.describe()));
-    let server_tw = seen.count("server", TcpState::TimeWait);
-    let client_tw = seen.count("client", TcpState::TimeWait);
+    let server_tw = seen.count(Side::Server, TcpState::TimeWait);
+    let client_tw = seen.count(Side::Client, TcpState::TimeWait);
     let port = addr.port();
     let timers: Vec<u64> = lab
         .rows()?
@@ -118,11 +122,11 @@ pub fn run(lab: &mut Lab, serve: Side, client: Side) -> Result<()> {
         .filter_map(|r| r.timer_ms)
         .collect();
     let (tmin, tmax) = (timers.iter().min().copied(), timers.iter().max().copied());
-    lab.fact("connections", n);
-    lab.fact("server_time_wait", server_tw);
-    lab.fact("client_time_wait", client_tw);
-    lab.fact("timer_ms_min", tmin);
-    lab.fact("timer_ms_max", tmax);
+    lab.fact(facts::CONNECTIONS, n);
+    lab.fact(facts::SERVER_TIME_WAIT, server_tw);
+    lab.fact(facts::CLIENT_TIME_WAIT, client_tw);
+    lab.fact(facts::TIMER_MS_MIN, tmin);
+    lab.fact(facts::TIMER_MS_MAX, tmax);
     if let (Some(lo), Some(hi)) = (tmin, tmax) {
         lab.say(format!(
             "their timers: {:.1} s to {:.1} s left, counting down from 60 s; they end by \
@@ -284,7 +288,7 @@ fn run_churn(lab: &mut Lab, cfg: churn::Config) -> Result<()> {
         ));
     }
     lab.fact("churn_time_wait_reopened", reopened);
-    lab.fact("churn_steady_state_linux", linux.round() as u64);
+    lab.fact(facts::CHURN_STEADY_STATE_LINUX, linux.round() as u64);
     lab.fact("churn_steady_state_windows", windows.round() as u64);
     Ok(())
 }

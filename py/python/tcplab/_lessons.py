@@ -31,13 +31,14 @@ if TYPE_CHECKING:
 
 from . import _native
 
-MAX_CONNECTIONS = 20_000
+# The limits are core's (tcplab_core::limits), the same ones the binaries check.
+MAX_CONNECTIONS: int = _native.MAX_CONNECTIONS
 """The most connections a lesson accepts (the binaries refuse more)."""
 
-DEFAULT_TIMEOUT = 120.0
+DEFAULT_TIMEOUT: float = _native.LESSON_DEADLINE_SECS
 """Seconds a lesson may take before its child process is killed (not counting ``hold``)."""
 
-MAX_CHURN_SECS = 10.0
+MAX_CHURN_SECS: float = _native.MAX_CHURN_SECS
 """The longest churn phase a lesson accepts (``--churn-secs``)."""
 
 BUILD_HINT = (
@@ -308,7 +309,7 @@ def run(
     lesson has a default). hold: seconds the child keeps its sockets after reporting (0..3600;
     run() returns at once with the child alive, see LessonRun.stop). backend: how the lesson
     watches ("auto", "tracepoint", "poll"). timeout: seconds before the child is killed and
-    TcplabError raised. churn_secs (lessons 05 and 09, 0..10): afterwards, run the churn
+    TcplabError raised. churn_secs (lessons 05 and 09, 0.01..10): afterwards, run the churn
     generator that long in a private network namespace; its samples are in
     ``facts["churn_samples"]``. churn_rate (with churn_secs, 1..1000000): connections per
     second to aim at instead of full speed. build: None (the default) builds the binary from
@@ -329,11 +330,15 @@ def run(
     """
     lesson_id, name, _expect = _native._resolve(lesson, variant)
     n = _check_number(connections, "connections", 1, MAX_CONNECTIONS, integer=True)
-    held = _check_number(hold, "hold", 0, 3600, integer=False)
+    held = _check_number(hold, "hold", 0, _native.MAX_HOLD_SECS, integer=False)
     limit = _check_number(timeout, "timeout", 0.1, 86_400, integer=False)
     assert limit is not None
-    churn = _check_number(churn_secs, "churn_secs", 0.01, MAX_CHURN_SECS, integer=False)
-    rate = _check_number(churn_rate, "churn_rate", 1, 1_000_000, integer=False)
+    churn = _check_number(
+        churn_secs, "churn_secs", _native.MIN_CHURN_SECS, MAX_CHURN_SECS, integer=False
+    )
+    rate = _check_number(
+        churn_rate, "churn_rate", _native.MIN_CHURN_RATE, _native.MAX_CHURN_RATE, integer=False
+    )
     if rate is not None and churn is None:
         raise ValueError("churn_rate needs churn_secs (how long to churn at that rate)")
     churn_lessons = [x["id"] for x in lessons() if x.get("churn")]
@@ -344,10 +349,8 @@ def run(
         )
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, not {type(backend).__name__}")
-    if backend not in ("auto", "tracepoint", "poll"):
-        raise ValueError(
-            f'unknown backend {backend!r}; valid: "auto", "tracepoint" (root), "poll" (anyone)'
-        )
+    if backend not in _native.BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(_native.BACKENDS)}")
     if build is not None and not isinstance(build, bool):
         raise TypeError(f"build must be a bool or None, not {type(build).__name__}")
     if name.endswith("-student"):

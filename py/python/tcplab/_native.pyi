@@ -4,7 +4,18 @@ from typing import Any, final, overload
 from typing_extensions import Self, TypeAlias
 
 __all__ = [
+    "BACKENDS",
     "BUILD_TARGET_DIR",
+    "FAMILIES",
+    "LESSON_DEADLINE_SECS",
+    "MAX_CHURN_RATE",
+    "MAX_CHURN_SECS",
+    "MAX_CONNECTIONS",
+    "MAX_HOLD_SECS",
+    "METHODS",
+    "MIN_CHURN_RATE",
+    "MIN_CHURN_SECS",
+    "SIDES",
     "Connection",
     "Diagram",
     "Event",
@@ -27,6 +38,19 @@ __all__ = [
 ]
 __version__: str
 BUILD_TARGET_DIR: str
+
+# Core's names (tcplab_core::vocab) and limits (tcplab_core::limits).
+BACKENDS: tuple[str, ...]
+METHODS: tuple[str, ...]
+FAMILIES: tuple[str, ...]
+SIDES: tuple[str, ...]
+MAX_CONNECTIONS: int
+MAX_HOLD_SECS: float
+LESSON_DEADLINE_SECS: float
+MIN_CHURN_SECS: float
+MAX_CHURN_SECS: float
+MIN_CHURN_RATE: float
+MAX_CHURN_RATE: float
 
 class TcplabError(Exception): ...
 

@@ -13,20 +13,20 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use serde::Serialize;
 use tcplab_core::observe::capture::{Capture, CaptureReport};
 use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
 use tcplab_core::observe::{self, Method, Query, SocketRow};
+use tcplab_core::timeline::Side;
 use tcplab_core::{Segment, TcpState, Timeline};
 
 use crate::catalog::{Binary, Catalog, Lesson, Verdict};
 
 mod wire;
 
-/// The most connections a lesson accepts: enough to see piles, bounded so a typo cannot
-/// exhaust the machine.
-pub const MAX_CONNECTIONS: usize = 20_000;
+pub use tcplab_core::limits::MAX_CONNECTIONS;
+use tcplab_core::limits::MAX_HOLD_SECS;
 
 /// How long a program gets to close its socket after the peer's FIN has arrived before a
 /// lesson calls the socket leaked. A correct program closes within microseconds; on a busy
@@ -49,8 +49,8 @@ pub struct LessonArgs {
     pub hold: Option<f64>,
     /// How to watch state changes: the tracepoint (root), sock_diag polling (anyone), or
     /// auto (the tracepoint when permitted).
-    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
-    pub backend: BackendArg,
+    #[arg(long, value_parser = crate::cli::one_of::<Backend>(), default_value_t = Backend::Auto)]
+    pub backend: Backend,
     /// Lessons 05 and 09: afterwards, run the churn generator for this many seconds (at most
     /// 10) in a private network namespace: open and close connections as fast as two cores
     /// allow (or at --churn-rate) and watch TIME_WAIT pile up (05) or the ports run out (09).
@@ -78,24 +78,6 @@ impl LessonArgs {
     /// Whether the run captures segments: for a pcapng file or a ladder.
     pub fn wants_wire(&self) -> bool {
         self.pcap.is_some() || self.ladder || self.ladder_svg.is_some()
-    }
-}
-
-/// `--backend` values.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendArg {
-    Auto,
-    Tracepoint,
-    Poll,
-}
-
-impl From<BackendArg> for Backend {
-    fn from(b: BackendArg) -> Backend {
-        match b {
-            BackendArg::Auto => Backend::Auto,
-            BackendArg::Tracepoint => Backend::Tracepoint,
-            BackendArg::Poll => Backend::Poll,
-        }
     }
 }
 
@@ -129,50 +111,48 @@ fn install_signal_cleanup() {
     }
 }
 
-/// Socket counts per side ("server", "client") and state, as the kernel reported them.
+/// Socket counts per side of the lesson's connections and state, as the kernel reported
+/// them (in JSON: `{"client": {...}, "server": {...}}`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Sides(pub BTreeMap<String, BTreeMap<TcpState, usize>>);
+pub struct Sides(pub BTreeMap<Side, BTreeMap<TcpState, usize>>);
 
 impl Sides {
     /// Classify rows by the lesson's server port: a socket whose local port is the server's
     /// is on the server side (listener included), one whose remote port is, on the client side.
     pub fn from_rows(rows: &[SocketRow], server_port: u16) -> Sides {
-        let mut out: BTreeMap<String, BTreeMap<TcpState, usize>> = BTreeMap::new();
+        let mut out: BTreeMap<Side, BTreeMap<TcpState, usize>> = BTreeMap::new();
         for r in rows {
             let side = if r.local.port() == server_port {
-                "server"
+                Side::Server
             } else if r.remote.port() == server_port {
-                "client"
+                Side::Client
             } else {
                 continue;
             };
-            *out.entry(side.to_string())
-                .or_default()
-                .entry(r.state)
-                .or_insert(0) += 1;
+            *out.entry(side).or_default().entry(r.state).or_insert(0) += 1;
         }
         Sides(out)
     }
 
     /// How many sockets of `side` are in `state`.
-    pub fn count(&self, side: &str, state: TcpState) -> usize {
+    pub fn count(&self, side: Side, state: TcpState) -> usize {
         self.0
-            .get(side)
+            .get(&side)
             .and_then(|m| m.get(&state))
             .copied()
             .unwrap_or(0)
     }
 
     /// How many sockets `side` has in any state.
-    pub fn total(&self, side: &str) -> usize {
-        self.0.get(side).map(|m| m.values().sum()).unwrap_or(0)
+    pub fn total(&self, side: Side) -> usize {
+        self.0.get(&side).map(|m| m.values().sum()).unwrap_or(0)
     }
 
     /// `server: CLOSE_WAIT 10, LISTEN 1 | client: FIN_WAIT2 10`.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
-        for side in ["server", "client"] {
-            let states = match self.0.get(side) {
+        for side in [Side::Server, Side::Client] {
+            let states = match self.0.get(&side) {
                 Some(m) if !m.is_empty() => m
                     .iter()
                     .map(|(s, n)| format!("{s} {n}"))
@@ -233,8 +213,8 @@ pub struct Lab {
 impl Lab {
     fn new(name: &str, args: LessonArgs) -> Result<Lab> {
         if let Some(secs) = args.hold {
-            if !(0.0..=3600.0).contains(&secs) {
-                bail!("--hold {secs} is outside 0..3600 seconds");
+            if !(0.0..=MAX_HOLD_SECS).contains(&secs) {
+                bail!("--hold {secs} is outside 0..{MAX_HOLD_SECS} seconds");
             }
         }
         let catalog = Catalog::builtin();
@@ -325,7 +305,7 @@ impl Lab {
             .map(|r| ((r.local, r.remote), r.inode))
             .collect();
         *self.stale.lock().unwrap_or_else(|e| e.into_inner()) = stale;
-        let cfg = TraceConfig::ports(&[server_port]).with_backend(self.args.backend.into());
+        let cfg = TraceConfig::ports(&[server_port]).with_backend(self.args.backend);
         // The signal thread starts here, not in main(): lesson 09 must still be
         // single-threaded when it enters its private namespace (unshare refuses otherwise).
         install_signal_cleanup();
@@ -696,17 +676,29 @@ mod stale_tests {
                 .rows,
             addr.port(),
         );
-        assert_eq!(before.count("client", TcpState::TimeWait), 1, "{before:?}");
+        assert_eq!(
+            before.count(Side::Client, TcpState::TimeWait),
+            1,
+            "{before:?}"
+        );
         lab.watch(addr.port()).unwrap();
         let sides = lab.sides().unwrap();
-        assert_eq!(sides.count("client", TcpState::TimeWait), 0, "{sides:?}");
-        assert_eq!(sides.count("server", TcpState::Listen), 1, "{sides:?}");
+        assert_eq!(
+            sides.count(Side::Client, TcpState::TimeWait),
+            0,
+            "{sides:?}"
+        );
+        assert_eq!(sides.count(Side::Server, TcpState::Listen), 1, "{sides:?}");
 
         // A new connection on the port counts as usual.
         let c = TcpStream::connect(addr).unwrap();
         let (_s, _) = new.accept().unwrap();
         let sides = lab.sides().unwrap();
-        assert_eq!(sides.count("client", TcpState::Established), 1, "{sides:?}");
+        assert_eq!(
+            sides.count(Side::Client, TcpState::Established),
+            1,
+            "{sides:?}"
+        );
         drop(c);
     }
 }
