@@ -347,20 +347,24 @@ fn bind_early_events(t: &Timeline) -> Vec<Event> {
         return out;
     }
     // A SYN sent again carries the same sequence number: only the first names a socket.
-    let mut seen: Vec<(SocketAddr, u32)> = Vec::new();
-    let mut claimed: Vec<usize> = Vec::new();
+    let mut seen: HashSet<(SocketAddr, u32)> = HashSet::new();
+    let mut claimed: HashSet<usize> = HashSet::new();
+    // When each socket reported with its port entered SYN_SENT.
+    let mut connects: HashMap<(SocketAddr, SocketAddr), Vec<u64>> = HashMap::new();
+    for e in t.events.iter().filter(|e| e.to == TcpState::SynSent) {
+        connects
+            .entry((e.local, e.remote))
+            .or_default()
+            .push(e.t_us);
+    }
     for s in &t.segments {
-        if !s.has(Flag::Syn) || s.has(Flag::Ack) || seen.contains(&(s.src, s.raw_seq)) {
+        if !s.has(Flag::Syn) || s.has(Flag::Ack) || !seen.insert((s.src, s.raw_seq)) {
             continue;
         }
-        seen.push((s.src, s.raw_seq));
         // A socket whose connect() was reported with its port needs no naming.
-        let named = t.events.iter().any(|e| {
-            e.local == s.src
-                && e.remote == s.dst
-                && e.to == TcpState::SynSent
-                && e.t_us.abs_diff(s.t_us) <= BIND_WINDOW_US
-        });
+        let named = connects
+            .get(&(s.src, s.dst))
+            .is_some_and(|ts| ts.iter().any(|&at| at.abs_diff(s.t_us) <= BIND_WINDOW_US));
         if named {
             continue;
         }
@@ -377,7 +381,7 @@ fn bind_early_events(t: &Timeline) -> Vec<Event> {
             })
             .max_by_key(|&i| out[i].t_us);
         if let Some(i) = pick {
-            claimed.push(i);
+            claimed.insert(i);
             out[i].local = s.src;
         }
     }
@@ -475,7 +479,7 @@ fn ladder_of(p: &Part) -> Ladder {
             timeline::Direction::Received => received[c.event] = true,
         }
     }
-    let written_later: Vec<usize> = sent_by.values().copied().collect();
+    let written_later: HashSet<usize> = sent_by.values().copied().collect();
     // Events and segments merged in time order. At equal times a change comes before a
     // segment, except a change caused by a received segment: it comes after it, also when
     // the clocks put it a hair earlier.
