@@ -389,3 +389,34 @@ fn a_reset_is_not_taken_for_a_timer() {
     assert!(text.contains("RST seq=7"), "{text}");
     assert!(wire::Folded::of(&t).ladders()[0].timers.is_empty());
 }
+
+/// connect() takes a port still in TIME_WAIT (Linux's tcp_tw_reuse): the old socket's end
+/// belongs to the old connection's ladder, and it was not its 60 s timer (lesson 10's fix).
+#[test]
+fn an_old_time_wait_ended_by_a_reused_port_stays_on_its_own_ladder() {
+    use Flag::*;
+    use TcpState::*;
+    let (c, s) = (40000, SERVER);
+    let (mut events, mut segments) = graceful(c, 0);
+    events.extend([
+        ev(10_000, c, s, Close, SynSent),
+        ev(10_020, c, s, SynSent, Established),
+        ev(10_030, s, c, Listen, SynRecv),
+        ev(10_031, s, c, SynRecv, Established),
+        ev(10_500, c, s, TimeWait, Close),
+    ]);
+    let mut syn = seg(10_001, c, s, &[Syn], 0, 0, 0);
+    syn.raw_seq = 99_999;
+    segments.extend([syn, seg(10_010, s, c, &[Syn, Ack], 0, 1, 0)]);
+    let t = Timeline::from_events(events).with_segments(segments);
+    let folded = wire::Folded::of(&t);
+    assert_eq!(folded.connections, 2);
+    let ladders = folded.ladders();
+    let (old, new) = (&ladders[0], &ladders[1]);
+    assert!(old.rows.iter().any(|r| r.client == "CLOSE"), "{old:?}");
+    assert!(!wire::text(&t).contains("timer] CLOSE"));
+    assert_eq!(old.end_client, "= CLOSE");
+    assert_eq!(new.end_client, "= ESTABLISHED");
+    let bar = &old.timers[0];
+    assert_eq!(old.rows[bar.to.expect("the bar ends")].client, "CLOSE");
+}

@@ -33,6 +33,10 @@ pub const RUN_MAX: usize = 6;
 /// How many segments of a long run are drawn at each end.
 pub const RUN_KEEP: usize = 2;
 
+/// A TIME_WAIT shorter than this was not ended by its timer (Linux's is 60 s,
+/// `TCP_TIMEWAIT_LEN`; its timer wheel fires a little early or late).
+const TIME_WAIT_MIN_US: u64 = 55_000_000;
+
 /// A change and the segment it sent share a row when they are at most this far apart.
 const SAME_ROW_US: u64 = 1_000;
 
@@ -240,9 +244,7 @@ fn split(t: &Timeline) -> Vec<Part> {
             }
             (c, attempt)
         } else {
-            let u = uses_of.entry(c).or_default();
-            u.see_event(e);
-            (c, u.number)
+            (c, uses_of.entry(c).or_default().see_event(e))
         };
         first.entry(key).or_insert(at);
         events.entry(key).or_default().push(e.clone());
@@ -282,6 +284,9 @@ struct Use {
     reset: bool,
     /// The sequence number of this use's latest SYN (a SYN sent again repeats it).
     syn: Option<u32>,
+    /// The earlier uses' last states, by number: a socket of an earlier use may still
+    /// change (an old TIME_WAIT ends after the port was used again).
+    earlier: Vec<Vec<(SocketAddr, TcpState)>>,
 }
 
 impl Use {
@@ -294,20 +299,38 @@ impl Use {
     }
 
     fn again(&mut self) {
+        let mut earlier = std::mem::take(&mut self.earlier);
+        earlier.push(std::mem::take(&mut self.last));
         *self = Use {
             number: self.number + 1,
+            earlier,
             ..Use::default()
         };
     }
 
-    fn see_event(&mut self, e: &Event) {
+    /// Which use a change belongs to: the current one, unless the change continues a
+    /// socket of an earlier use that the current one does not have in that state.
+    fn see_event(&mut self, e: &Event) -> usize {
         let connects = e.from == TcpState::Close && e.to == TcpState::SynSent;
         if self.started && connects && self.over_for(e.local) {
             self.again();
         }
+        let continues = |last: &[(SocketAddr, TcpState)]| {
+            last.iter().any(|&(a, st)| a == e.local && st == e.from)
+        };
+        if !connects && !continues(&self.last) {
+            let old = self.earlier.iter().rposition(|last| continues(last));
+            if let Some(k) = old {
+                let last = &mut self.earlier[k];
+                last.retain(|(a, _)| *a != e.local);
+                last.push((e.local, e.to));
+                return k;
+            }
+        }
         self.started = true;
         self.last.retain(|(a, _)| *a != e.local);
         self.last.push((e.local, e.to));
+        self.number
     }
 
     fn see_segment(&mut self, s: &Segment) {
@@ -524,7 +547,15 @@ fn ladder_of(p: &Part) -> Ladder {
     }
     let by_timer = |i: usize| {
         let e = &t.events[i];
-        timed(e.from) && e.to == TcpState::Close && !received[i] && {
+        let entered_at = t.events[..i]
+            .iter()
+            .rev()
+            .find(|p| p.local == e.local && p.to == e.from)
+            .map_or(0, |p| p.t_us);
+        // Linux's TIME_WAIT lasts 60 s: one that ends sooner was ended by something else
+        // (its port used again by connect(), a RST).
+        let full = e.from != TcpState::TimeWait || e.t_us - entered_at >= TIME_WAIT_MIN_US;
+        timed(e.from) && e.to == TcpState::Close && !received[i] && full && {
             // Not the timer when the socket itself sent a RST meanwhile (data reached a
             // socket that was closed), unless a new socket took its address and sent it.
             let entered = t.events[..i]
@@ -612,17 +643,19 @@ fn ladder_of(p: &Part) -> Ladder {
             }
         }
     }
+    // Each side's last state: that of its socket started last (an older socket of the
+    // same address may change later, as an old TIME_WAIT ends).
     let end = |side: Side| {
-        let last = t
+        let mine: Vec<&Event> = t
             .events
             .iter()
-            .rev()
-            .find(|e| side_of(&ends, e.local) == side);
-        match last {
+            .filter(|e| side_of(&ends, e.local) == side)
+            .collect();
+        match chains(&mine).last().and_then(|c| c.last()) {
             // Every TIME_WAIT has its timer; a FIN_WAIT2 only when orphaned, which a
             // timeline does not say.
-            Some(e) if e.to == TcpState::TimeWait => format!("= {} (timer running)", e.to),
-            Some(e) => format!("= {}", e.to),
+            Some(TcpState::TimeWait) => format!("= {} (timer running)", TcpState::TimeWait),
+            Some(st) => format!("= {st}"),
             None => String::new(),
         }
     };
