@@ -281,10 +281,11 @@ fn a_picture_carries_its_normal_form() {
     let t = timeline(vec![graceful(40000, 0), abort(40001, 5_000)]);
     let svg = wire::svg(&t);
     roxmltree::Document::parse(&svg).expect("well-formed SVG");
-    assert_eq!(
-        wire::desc_of(&svg).as_deref(),
-        Some(wire::normal_form(&t).as_str())
-    );
+    let desc = wire::desc_of(&svg).unwrap();
+    let kinds = wire::Kinds::parse(&desc).expect("a described form");
+    assert_eq!(kinds, wire::Kinds::of(&t));
+    assert_eq!(kinds.total, 2);
+    assert!(desc.lines().all(|l| l.ends_with(" [1/2]")), "{desc}");
     assert!(wire::normal_form(&t).contains("<RST") || wire::normal_form(&t).contains(">RST"));
 }
 
@@ -419,4 +420,30 @@ fn an_old_time_wait_ended_by_a_reused_port_stays_on_its_own_ladder() {
     assert_eq!(new.end_client, "= ESTABLISHED");
     let bar = &old.timers[0];
     assert_eq!(old.rows[bar.to.expect("the bar ends")].client, "CLOSE");
+}
+
+/// Among many connections, a kind that one run has once and the other lacks is an accident
+/// of timing; a kind most connections share is not.
+#[test]
+fn a_rare_kind_is_an_accident_a_common_one_is_not() {
+    let many = |odd: usize| {
+        let mut parts: Vec<_> = (0..40u16)
+            .map(|i| graceful(40000 + i, u64::from(i) * 1_000))
+            .collect();
+        for k in 0..odd {
+            parts.push(abort(41000 + k as u16, 90_000 + k as u64 * 1_000));
+        }
+        wire::Kinds::of(&timeline(parts))
+    };
+    let (plain, one_odd, ten_odd) = (many(0), many(1), many(10));
+    assert_eq!(one_odd.lines.len(), 2);
+    assert!(plain.differs_from(&one_odd).is_empty(), "1 of 41 is rare");
+    let d = plain.differs_from(&ten_odd);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].starts_with("only in the second (10 of 50)"), "{d:?}");
+    // A small run has no accidents: every kind counts.
+    let small = wire::Kinds::of(&timeline(vec![graceful(40000, 0)]));
+    let small_odd = wire::Kinds::of(&timeline(vec![graceful(40000, 0), abort(40001, 9_000)]));
+    assert_eq!(small.differs_from(&small_odd).len(), 1);
+    assert_eq!(wire::Kinds::parse(&ten_odd.described()), Some(ten_odd));
 }

@@ -152,18 +152,21 @@ pub fn text(t: &Timeline) -> String {
 }
 
 /// The run as an SVG ladder, folded: one ladder per kind of connection, stacked. Its
-/// `<desc>` holds the run's [`normal_form`], so a picture says what it shows in words (and
-/// a check can compare it with a fresh run).
+/// `<desc>` holds the run's normal form with counts ([`Kinds::described`]), so a picture
+/// says what it shows in words, and a check can compare it with a fresh run.
 pub fn svg(t: &Timeline) -> String {
     let svg = super::svg(&Folded::of(t).ladders());
-    let desc = format!("<desc>{}</desc>\n", super::xml_escape(&normal_form(t)));
+    let desc = format!(
+        "<desc>{}</desc>\n",
+        super::xml_escape(&Kinds::of(t).described())
+    );
     match svg.find('\n') {
         Some(i) => format!("{}{desc}{}", &svg[..=i], &svg[i + 1..]),
         None => svg,
     }
 }
 
-/// The normal form a picture made by [`svg`] carries in its `<desc>`.
+/// What a picture made by [`svg`] carries in its `<desc>`: [`Kinds::described`].
 pub fn desc_of(svg: &str) -> Option<String> {
     let start = svg.find("<desc>")? + "<desc>".len();
     let end = svg[start..].find("</desc>")? + start;
@@ -179,21 +182,90 @@ pub fn desc_of(svg: &str) -> Option<String> {
 /// What a run's ladder shows, without what varies from one run to the next (ports, sequence
 /// numbers, times, how many ACKs and data segments timing made, how many times a SYN was
 /// sent again): one line per kind of connection, with the segments that carry SYN, FIN or
-/// RST and each side's states. Two runs
-/// of the same program give the same form.
+/// RST and each side's states. Two runs of the same program give the same form, but for a
+/// rare accident of timing among many connections (see [`Kinds::differs_from`]).
 pub fn normal_form(t: &Timeline) -> String {
-    let mut lines: Vec<String> = Vec::new();
-    for p in split(t) {
-        let line = control_signature(&p);
-        if !lines.contains(&line) {
-            lines.push(line);
-        }
-    }
     let mut s = String::new();
-    for l in lines {
-        let _ = writeln!(s, "{l}");
+    for (line, _) in Kinds::of(t).lines {
+        let _ = writeln!(s, "{line}");
     }
     s
+}
+
+/// The kinds of a run's normal form, each with how many connections it had.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kinds {
+    /// Each kind's line of the normal form and its count, in order of first appearance.
+    pub lines: Vec<(String, usize)>,
+    /// How many connections the run had.
+    pub total: usize,
+}
+
+impl Kinds {
+    /// A kind this rare in a run this large is an accident of timing (a reset in one of
+    /// two hundred closes), not what the program does.
+    pub const RARE_SHARE: f64 = 0.05;
+    pub const RARE_AMONG: usize = 20;
+
+    pub fn of(t: &Timeline) -> Kinds {
+        let parts = split(t);
+        let mut lines: Vec<(String, usize)> = Vec::new();
+        for p in &parts {
+            let line = control_signature(p);
+            match lines.iter_mut().find(|(l, _)| *l == line) {
+                Some((_, n)) => *n += 1,
+                None => lines.push((line, 1)),
+            }
+        }
+        Kinds {
+            lines,
+            total: parts.len(),
+        }
+    }
+
+    /// The form with counts, as a picture's `<desc>` carries it: `LINE [n/total]` per kind.
+    pub fn described(&self) -> String {
+        let mut s = String::new();
+        for (line, n) in &self.lines {
+            let _ = writeln!(s, "{line} [{n}/{}]", self.total);
+        }
+        s
+    }
+
+    /// Read [`Kinds::described`] back.
+    pub fn parse(text: &str) -> Option<Kinds> {
+        let mut lines = Vec::new();
+        let mut total = 0;
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (line, count) = l.rsplit_once(" [")?;
+            let (n, t) = count.strip_suffix(']')?.split_once('/')?;
+            lines.push((line.to_string(), n.parse().ok()?));
+            total = t.parse().ok()?;
+        }
+        Some(Kinds { lines, total })
+    }
+
+    fn rare(&self, n: usize) -> bool {
+        self.total >= Self::RARE_AMONG && (n as f64) < Self::RARE_SHARE * self.total as f64
+    }
+
+    /// The kinds one run has and the other lacks, leaving out each run's rare ones:
+    /// empty when the two runs show the same.
+    pub fn differs_from(&self, other: &Kinds) -> Vec<String> {
+        let mut out = Vec::new();
+        for (a, b, which) in [
+            (self, other, "only in the first"),
+            (other, self, "only in the second"),
+        ] {
+            for (line, n) in &a.lines {
+                let missing = !b.lines.iter().any(|(l, _)| l == line);
+                if missing && !a.rare(*n) {
+                    out.push(format!("{which} ({n} of {}): {line}", a.total));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Split a run into its connections, in order of first appearance (state changes and
