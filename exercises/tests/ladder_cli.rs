@@ -48,10 +48,9 @@ fn a_lesson_prints_and_draws_its_ladder() {
         .lines()
         .find(|l| l.contains("FIN+ACK seq=7"))
         .unwrap();
-    assert!(
-        fin_c.contains("FIN_WAIT1") && fin_c.trim_end().ends_with('>'),
-        "{ladder}"
-    );
+    assert!(fin_c.trim_end().ends_with('>'), "{ladder}");
+    // Beside its FIN with the tracepoint (root); polling may only infer it, on a row of its own.
+    assert!(ladder.contains("FIN_WAIT1"), "{ladder}");
     assert!(
         ladder
             .lines()
