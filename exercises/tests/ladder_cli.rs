@@ -74,7 +74,10 @@ fn a_lesson_prints_and_draws_its_ladder() {
     assert!(out.status.success());
     std::fs::write(&report, &out.stdout).unwrap();
     let path = report.to_str().unwrap();
-    assert_eq!(tcplab(&["ladder", "--normal", path]), normal);
+    // Another run: the same segments (its states may differ where polling inferred them).
+    let again = tcplab(&["ladder", "--normal", path]);
+    assert_eq!(again.split(" | ").next(), normal.split(" | ").next());
+    assert!(again.trim_end().ends_with("[1/1]"), "{again}");
     let beside = tcplab(&["ladder", path, "--beside", "client-close"]);
     let head = beside.lines().next().unwrap();
     assert!(
