@@ -74,7 +74,12 @@ impl Lab {
             self.fact(crate::facts::WIRE, true);
             return Ok(Some(segments));
         }
-        if !self.facts.contains_key(crate::facts::WIRE) {
+        let said = self
+            .facts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(crate::facts::WIRE);
+        if !said {
             let why = self
                 .wire_missing
                 .clone()

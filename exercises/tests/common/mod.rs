@@ -72,8 +72,7 @@ pub fn run_unprivileged(name: &str, extra: &[&str]) -> Value {
 
 /// [`run_unprivileged`] with these environment variables set for the lesson.
 pub fn run_unprivileged_with_env(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Value {
-    // SAFETY: geteuid has no preconditions and no side effects.
-    let report = if unsafe { libc::geteuid() } != 0 {
+    let report = if !tcplab_core::kernel::is_root() {
         run_with_env(name, extra, env)
     } else {
         let dir = std::env::temp_dir().join(format!("tcplab-unpriv-{}-{name}", std::process::id()));
