@@ -148,6 +148,16 @@ fn a_graceful_close_reads_fin_ack_fin_ack_with_states_in_place() {
     let i = l.rows.iter().position(|r| std::ptr::eq(r, fin)).unwrap();
     assert_eq!(l.rows[i + 1].server, "CLOSE_WAIT");
     assert_eq!(l.end_client, "= TIME_WAIT (timer running)");
+    assert_eq!(
+        l.timers.len(),
+        1,
+        "TIME_WAIT's timer runs on: {:?}",
+        l.timers
+    );
+    assert_eq!(
+        (l.rows[l.timers[0].from].client.as_str(), l.timers[0].to),
+        ("TIME_WAIT", None)
+    );
     assert_eq!(l.end_server, "= CLOSE");
     insta::assert_snapshot!("graceful_close", wire::text(&t));
 }
@@ -224,6 +234,14 @@ fn a_timer_that_ends_a_state_is_named() {
     assert!(text.contains("(60.000 s later)"), "{text}");
     assert!(text.contains("[TIME_WAIT timer] CLOSE"), "{text}");
     assert!(text.contains("= CLOSE"), "{text}");
+    // In the picture, a bar from the TIME_WAIT row to the timer's row.
+    let l = &wire::Folded::of(&t).ladders()[0];
+    assert_eq!(l.timers.len(), 1, "{:?}", l.timers);
+    let bar = &l.timers[0];
+    assert_eq!(bar.side, tcplab_core::timeline::Side::Client);
+    assert_eq!(l.rows[bar.from].client, "TIME_WAIT");
+    assert_eq!(l.rows[bar.to.unwrap()].client, "[TIME_WAIT timer] CLOSE");
+    assert_eq!(wire::svg(&t).matches(r#"class="timer""#).count(), 1);
 }
 
 #[test]
@@ -263,10 +281,11 @@ fn a_picture_carries_its_normal_form() {
     let t = timeline(vec![graceful(40000, 0), abort(40001, 5_000)]);
     let svg = wire::svg(&t);
     roxmltree::Document::parse(&svg).expect("well-formed SVG");
-    assert_eq!(
-        wire::desc_of(&svg).as_deref(),
-        Some(wire::normal_form(&t).as_str())
-    );
+    let desc = wire::desc_of(&svg).unwrap();
+    let kinds = wire::Kinds::parse(&desc).expect("a described form");
+    assert_eq!(kinds, wire::Kinds::of(&t));
+    assert_eq!(kinds.total, 2);
+    assert!(desc.lines().all(|l| l.ends_with(" [1/2]")), "{desc}");
     assert!(wire::normal_form(&t).contains("<RST") || wire::normal_form(&t).contains(">RST"));
 }
 
@@ -365,7 +384,66 @@ fn a_reset_is_not_taken_for_a_timer() {
     segments.push(seg(310, 40000, SERVER, &[Rst], 7, 0, 0));
     events.push(ev(320, SERVER, 40000, CloseWait, Close));
     events.push(ev(90_000, 40000, SERVER, FinWait2, Close));
-    let text = wire::text(&Timeline::from_events(events).with_segments(segments));
+    let t = Timeline::from_events(events).with_segments(segments);
+    let text = wire::text(&t);
     assert!(!text.contains("timer]"), "{text}");
     assert!(text.contains("RST seq=7"), "{text}");
+    assert!(wire::Folded::of(&t).ladders()[0].timers.is_empty());
+}
+
+/// connect() takes a port still in TIME_WAIT (Linux's tcp_tw_reuse): the old socket's end
+/// belongs to the old connection's ladder, and it was not its 60 s timer (lesson 10's fix).
+#[test]
+fn an_old_time_wait_ended_by_a_reused_port_stays_on_its_own_ladder() {
+    use Flag::*;
+    use TcpState::*;
+    let (c, s) = (40000, SERVER);
+    let (mut events, mut segments) = graceful(c, 0);
+    events.extend([
+        ev(10_000, c, s, Close, SynSent),
+        ev(10_020, c, s, SynSent, Established),
+        ev(10_030, s, c, Listen, SynRecv),
+        ev(10_031, s, c, SynRecv, Established),
+        ev(10_500, c, s, TimeWait, Close),
+    ]);
+    let mut syn = seg(10_001, c, s, &[Syn], 0, 0, 0);
+    syn.raw_seq = 99_999;
+    segments.extend([syn, seg(10_010, s, c, &[Syn, Ack], 0, 1, 0)]);
+    let t = Timeline::from_events(events).with_segments(segments);
+    let folded = wire::Folded::of(&t);
+    assert_eq!(folded.connections, 2);
+    let ladders = folded.ladders();
+    let (old, new) = (&ladders[0], &ladders[1]);
+    assert!(old.rows.iter().any(|r| r.client == "CLOSE"), "{old:?}");
+    assert!(!wire::text(&t).contains("timer] CLOSE"));
+    assert_eq!(old.end_client, "= CLOSE");
+    assert_eq!(new.end_client, "= ESTABLISHED");
+    let bar = &old.timers[0];
+    assert_eq!(old.rows[bar.to.expect("the bar ends")].client, "CLOSE");
+}
+
+/// Among many connections, a kind that one run has once and the other lacks is an accident
+/// of timing; a kind most connections share is not.
+#[test]
+fn a_rare_kind_is_an_accident_a_common_one_is_not() {
+    let many = |odd: usize| {
+        let mut parts: Vec<_> = (0..40u16)
+            .map(|i| graceful(40000 + i, u64::from(i) * 1_000))
+            .collect();
+        for k in 0..odd {
+            parts.push(abort(41000 + k as u16, 90_000 + k as u64 * 1_000));
+        }
+        wire::Kinds::of(&timeline(parts))
+    };
+    let (plain, one_odd, ten_odd) = (many(0), many(1), many(10));
+    assert_eq!(one_odd.lines.len(), 2);
+    assert!(plain.differs_from(&one_odd).is_empty(), "1 of 41 is rare");
+    let d = plain.differs_from(&ten_odd);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].starts_with("only in the second (10 of 50)"), "{d:?}");
+    // A small run has no accidents: every kind counts.
+    let small = wire::Kinds::of(&timeline(vec![graceful(40000, 0)]));
+    let small_odd = wire::Kinds::of(&timeline(vec![graceful(40000, 0), abort(40001, 9_000)]));
+    assert_eq!(small.differs_from(&small_odd).len(), 1);
+    assert_eq!(wire::Kinds::parse(&ten_odd.described()), Some(ten_odd));
 }

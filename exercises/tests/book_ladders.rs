@@ -3,17 +3,19 @@
 //!
 //! Runs vary (ports, sequence numbers, times, how many ACKs), so pictures are not compared
 //! byte for byte. Each picture carries its run's normal form in its `<desc>`: per kind of
-//! connection, the SYN, FIN and RST segments in order and each socket's states (see
-//! `tcplab_core::ladder::wire::normal_form`). This test runs every binary of the catalog
-//! again with `--ladder-svg` (which captures: on the host's `lo` as root, in a namespace of
-//! its own otherwise) and compares the two normal forms; it also fails when a binary has no
-//! picture, or a picture no binary, or a chapter does not show its lesson's pictures.
+//! connection, the SYN, FIN and RST segments in order, each socket's states, and how many
+//! connections were of that kind (`tcplab_core::ladder::wire::Kinds`). This test runs every
+//! binary of the catalog again with `--ladder-svg` (which captures: on the host's `lo` as
+//! root, in a namespace of its own otherwise) and compares the kinds, leaving out a kind
+//! that is rare in a run of many connections (one reset among two hundred closes: timing,
+//! not the program). It also fails when a binary has no picture, or a picture no binary, or
+//! a chapter does not show its lesson's pictures.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
-use tcplab_core::ladder::wire;
+use tcplab_core::ladder::wire::{self, Kinds};
 use tcplab_exercises::catalog::Catalog;
 
 fn book() -> PathBuf {
@@ -22,8 +24,16 @@ fn book() -> PathBuf {
 
 const REGENERATE: &str = "run `sudo scripts/gen-ladders` and commit the pictures";
 
+/// Root, like `scripts/gen-ladders`: the pictures' states come from the tracepoint. Without
+/// it a lesson polls, and fills the states too brief to see from the model (marked
+/// inferred), which the book's runs did not need.
 #[test]
+#[ignore = "needs root"]
 fn every_book_ladder_shows_what_a_fresh_run_shows() {
+    assert!(
+        tcplab_core::observe::trace::is_root(),
+        "needs root: the book's ladders were drawn with the tracepoint (sudo scripts/gen-ladders)"
+    );
     let catalog = Catalog::builtin();
     let tmp = std::env::temp_dir().join(format!("tcplab-book-ladders-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
@@ -37,7 +47,8 @@ fn every_book_ladder_shows_what_a_fresh_run_shows() {
             let committed = std::fs::read_to_string(&committed)
                 .unwrap_or_else(|e| panic!("{}: {e}; {REGENERATE}", committed.display()));
             let want = wire::desc_of(&committed)
-                .unwrap_or_else(|| panic!("{name}.svg carries no <desc>; {REGENERATE}"));
+                .and_then(|d| Kinds::parse(&d))
+                .unwrap_or_else(|| panic!("{name}.svg carries no normal form; {REGENERATE}"));
             let fresh = tmp.join(format!("{name}.svg"));
             let report = common::run(name, &["--ladder-svg", fresh.to_str().unwrap()]);
             let segments = report["segments"].as_array().map_or(0, Vec::len);
@@ -46,9 +57,16 @@ fn every_book_ladder_shows_what_a_fresh_run_shows() {
                 "{name} captured no segment: capture needs root or a user namespace of one's \
                  own (`tcplab doctor` says which is refused); report: {report}"
             );
-            let got = wire::desc_of(&std::fs::read_to_string(&fresh).unwrap()).unwrap();
-            if got != want {
-                stale.push(format!("{name}:\n  book:  {want}\n  now:   {got}"));
+            let picture = std::fs::read_to_string(&fresh).unwrap();
+            let got = wire::desc_of(&picture)
+                .and_then(|d| Kinds::parse(&d))
+                .unwrap();
+            let differences = want.differs_from(&got);
+            if !differences.is_empty() {
+                stale.push(format!(
+                    "{name} (first: the book, second: now):\n  {}",
+                    differences.join("\n  ")
+                ));
             }
         }
     }

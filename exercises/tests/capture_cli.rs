@@ -163,3 +163,86 @@ fn without_cap_net_raw_it_says_so_in_one_line() {
         "{err}"
     );
 }
+
+/// Without `--json`, the live listing ends with the ladder of what was seen, and
+/// `--ladder-svg` draws it.
+#[test]
+fn text_mode_ends_with_the_ladder() {
+    if !here_or_in_namespace("text_mode_ends_with_the_ladder") {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("tcplab-capture-ladder-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("ladder.svg");
+    let mut child = Command::new(BIN)
+        .args(["capture", "--port", &port.to_string(), "--duration", "3"])
+        .arg("--ladder-svg")
+        .arg(&svg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stderr: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stderr
+        .iter()
+        .any(|l| l.contains("states from") || l.contains("no state changes"))
+    {
+        assert!(Instant::now() < deadline, "never armed: {stderr:?}");
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            stderr.push(l);
+        }
+    }
+    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    drop(c);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.read_to_end(&mut Vec::new()).unwrap();
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "tcplab capture did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success(), "exit {status:?}; stderr {stderr:?}");
+    let ladder = out
+        .split("the ladder")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no ladder after the listing:\n{out}"));
+    assert!(
+        ladder.contains(&format!("server 127.0.0.1:{port}")),
+        "{ladder}"
+    );
+    let fins: Vec<&str> = ladder.lines().filter(|l| l.contains("FIN+ACK")).collect();
+    assert_eq!(fins.len(), 2, "{ladder}");
+    assert!(
+        fins[0].trim_end().ends_with('>'),
+        "the client's FIN first: {ladder}"
+    );
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    let normal = tcplab_core::ladder::wire::desc_of(&picture).unwrap();
+    assert!(
+        normal.starts_with("wire: >SYN <SYN+ACK >FIN+ACK <FIN+ACK"),
+        "{normal}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -48,10 +48,9 @@ fn a_lesson_prints_and_draws_its_ladder() {
         .lines()
         .find(|l| l.contains("FIN+ACK seq=7"))
         .unwrap();
-    assert!(
-        fin_c.contains("FIN_WAIT1") && fin_c.trim_end().ends_with('>'),
-        "{ladder}"
-    );
+    assert!(fin_c.trim_end().ends_with('>'), "{ladder}");
+    // Beside its FIN with the tracepoint (root); polling may only infer it, on a row of its own.
+    assert!(ladder.contains("FIN_WAIT1"), "{ladder}");
     assert!(
         ladder
             .lines()
@@ -75,7 +74,10 @@ fn a_lesson_prints_and_draws_its_ladder() {
     assert!(out.status.success());
     std::fs::write(&report, &out.stdout).unwrap();
     let path = report.to_str().unwrap();
-    assert_eq!(tcplab(&["ladder", "--normal", path]), normal);
+    // Another run: the same segments (its states may differ where polling inferred them).
+    let again = tcplab(&["ladder", "--normal", path]);
+    assert_eq!(again.split(" | ").next(), normal.split(" | ").next());
+    assert!(again.trim_end().ends_with("[1/1]"), "{again}");
     let beside = tcplab(&["ladder", path, "--beside", "client-close"]);
     let head = beside.lines().next().unwrap();
     assert!(

@@ -66,6 +66,17 @@ impl Row {
     }
 }
 
+/// A state that a timer ends (TIME_WAIT, an orphaned FIN_WAIT2), drawn as a bar beside its
+/// side's line from the row where it began to the row where it ended, or to the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    pub side: crate::timeline::Side,
+    /// The row where the state began.
+    pub from: usize,
+    /// The row where it ended; `None` while it still runs at the end.
+    pub to: Option<usize>,
+}
+
 /// A whole ladder: a heading per column, the rows, and each side's last state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ladder {
@@ -78,6 +89,8 @@ pub struct Ladder {
     /// The last line under the client's column (`= TIME_WAIT`).
     pub end_client: String,
     pub end_server: String,
+    /// Timers to draw as bars (the SVG only; the text says `[TIME_WAIT timer]`).
+    pub timers: Vec<Timer>,
 }
 
 const TIME_W: usize = 10;
@@ -354,6 +367,25 @@ fn one_svg(s: &mut String, l: &Ladder, cols: &Columns, y0: f64) {
             s,
             r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{line_end:.1}" stroke="#888"/>"##,
             y0 + 36.0
+        );
+    }
+    for timer in &l.timers {
+        let x = match timer.side {
+            crate::timeline::Side::Client => cx - 4.0,
+            crate::timeline::Side::Server => sx + 4.0,
+        };
+        let (Some(&y1), y2) = (
+            ys.get(timer.from),
+            timer.to.and_then(|k| ys.get(k).copied()),
+        ) else {
+            continue;
+        };
+        // Still running: down to the side's last line, which says so.
+        let y2 = y2.unwrap_or(bottom - 14.0);
+        let _ = writeln!(
+            s,
+            r##"<line class="timer" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{y2:.1}" stroke="#e08a00" stroke-width="4" stroke-opacity="0.7"/>"##,
+            y1 - 4.0
         );
     }
     let mid = (cx + sx) / 2.0;

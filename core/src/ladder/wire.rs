@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use super::{Arrow, Direction, Ladder, Row};
+use super::{Arrow, Direction, Ladder, Row, Timer};
 use crate::segment::{Conn, Flag, Segment};
 use crate::state::TcpState;
 use crate::timeline::{self, Event, Side, Source, Timeline};
@@ -32,6 +32,10 @@ pub const MAX_KINDS: usize = 8;
 pub const RUN_MAX: usize = 6;
 /// How many segments of a long run are drawn at each end.
 pub const RUN_KEEP: usize = 2;
+
+/// A TIME_WAIT shorter than this was not ended by its timer (Linux's is 60 s,
+/// `TCP_TIMEWAIT_LEN`; its timer wheel fires a little early or late).
+const TIME_WAIT_MIN_US: u64 = 55_000_000;
 
 /// A change and the segment it sent share a row when they are at most this far apart.
 const SAME_ROW_US: u64 = 1_000;
@@ -148,18 +152,21 @@ pub fn text(t: &Timeline) -> String {
 }
 
 /// The run as an SVG ladder, folded: one ladder per kind of connection, stacked. Its
-/// `<desc>` holds the run's [`normal_form`], so a picture says what it shows in words (and
-/// a check can compare it with a fresh run).
+/// `<desc>` holds the run's normal form with counts ([`Kinds::described`]), so a picture
+/// says what it shows in words, and a check can compare it with a fresh run.
 pub fn svg(t: &Timeline) -> String {
     let svg = super::svg(&Folded::of(t).ladders());
-    let desc = format!("<desc>{}</desc>\n", super::xml_escape(&normal_form(t)));
+    let desc = format!(
+        "<desc>{}</desc>\n",
+        super::xml_escape(&Kinds::of(t).described())
+    );
     match svg.find('\n') {
         Some(i) => format!("{}{desc}{}", &svg[..=i], &svg[i + 1..]),
         None => svg,
     }
 }
 
-/// The normal form a picture made by [`svg`] carries in its `<desc>`.
+/// What a picture made by [`svg`] carries in its `<desc>`: [`Kinds::described`].
 pub fn desc_of(svg: &str) -> Option<String> {
     let start = svg.find("<desc>")? + "<desc>".len();
     let end = svg[start..].find("</desc>")? + start;
@@ -175,21 +182,90 @@ pub fn desc_of(svg: &str) -> Option<String> {
 /// What a run's ladder shows, without what varies from one run to the next (ports, sequence
 /// numbers, times, how many ACKs and data segments timing made, how many times a SYN was
 /// sent again): one line per kind of connection, with the segments that carry SYN, FIN or
-/// RST and each side's states. Two runs
-/// of the same program give the same form.
+/// RST and each side's states. Two runs of the same program give the same form, but for a
+/// rare accident of timing among many connections (see [`Kinds::differs_from`]).
 pub fn normal_form(t: &Timeline) -> String {
-    let mut lines: Vec<String> = Vec::new();
-    for p in split(t) {
-        let line = control_signature(&p);
-        if !lines.contains(&line) {
-            lines.push(line);
-        }
-    }
     let mut s = String::new();
-    for l in lines {
-        let _ = writeln!(s, "{l}");
+    for (line, _) in Kinds::of(t).lines {
+        let _ = writeln!(s, "{line}");
     }
     s
+}
+
+/// The kinds of a run's normal form, each with how many connections it had.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kinds {
+    /// Each kind's line of the normal form and its count, in order of first appearance.
+    pub lines: Vec<(String, usize)>,
+    /// How many connections the run had.
+    pub total: usize,
+}
+
+impl Kinds {
+    /// A kind this rare in a run this large is an accident of timing (a reset in one of
+    /// two hundred closes), not what the program does.
+    pub const RARE_SHARE: f64 = 0.05;
+    pub const RARE_AMONG: usize = 20;
+
+    pub fn of(t: &Timeline) -> Kinds {
+        let parts = split(t);
+        let mut lines: Vec<(String, usize)> = Vec::new();
+        for p in &parts {
+            let line = control_signature(p);
+            match lines.iter_mut().find(|(l, _)| *l == line) {
+                Some((_, n)) => *n += 1,
+                None => lines.push((line, 1)),
+            }
+        }
+        Kinds {
+            lines,
+            total: parts.len(),
+        }
+    }
+
+    /// The form with counts, as a picture's `<desc>` carries it: `LINE [n/total]` per kind.
+    pub fn described(&self) -> String {
+        let mut s = String::new();
+        for (line, n) in &self.lines {
+            let _ = writeln!(s, "{line} [{n}/{}]", self.total);
+        }
+        s
+    }
+
+    /// Read [`Kinds::described`] back.
+    pub fn parse(text: &str) -> Option<Kinds> {
+        let mut lines = Vec::new();
+        let mut total = 0;
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (line, count) = l.rsplit_once(" [")?;
+            let (n, t) = count.strip_suffix(']')?.split_once('/')?;
+            lines.push((line.to_string(), n.parse().ok()?));
+            total = t.parse().ok()?;
+        }
+        Some(Kinds { lines, total })
+    }
+
+    fn rare(&self, n: usize) -> bool {
+        self.total >= Self::RARE_AMONG && (n as f64) < Self::RARE_SHARE * self.total as f64
+    }
+
+    /// The kinds one run has and the other lacks, leaving out each run's rare ones:
+    /// empty when the two runs show the same.
+    pub fn differs_from(&self, other: &Kinds) -> Vec<String> {
+        let mut out = Vec::new();
+        for (a, b, which) in [
+            (self, other, "only in the first"),
+            (other, self, "only in the second"),
+        ] {
+            for (line, n) in &a.lines {
+                let missing = !b.lines.iter().any(|(l, _)| l == line);
+                if missing && !a.rare(*n) {
+                    out.push(format!("{which} ({n} of {}): {line}", a.total));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Split a run into its connections, in order of first appearance (state changes and
@@ -240,9 +316,7 @@ fn split(t: &Timeline) -> Vec<Part> {
             }
             (c, attempt)
         } else {
-            let u = uses_of.entry(c).or_default();
-            u.see_event(e);
-            (c, u.number)
+            (c, uses_of.entry(c).or_default().see_event(e))
         };
         first.entry(key).or_insert(at);
         events.entry(key).or_default().push(e.clone());
@@ -282,6 +356,9 @@ struct Use {
     reset: bool,
     /// The sequence number of this use's latest SYN (a SYN sent again repeats it).
     syn: Option<u32>,
+    /// The earlier uses' last states, by number: a socket of an earlier use may still
+    /// change (an old TIME_WAIT ends after the port was used again).
+    earlier: Vec<Vec<(SocketAddr, TcpState)>>,
 }
 
 impl Use {
@@ -294,20 +371,38 @@ impl Use {
     }
 
     fn again(&mut self) {
+        let mut earlier = std::mem::take(&mut self.earlier);
+        earlier.push(std::mem::take(&mut self.last));
         *self = Use {
             number: self.number + 1,
+            earlier,
             ..Use::default()
         };
     }
 
-    fn see_event(&mut self, e: &Event) {
+    /// Which use a change belongs to: the current one, unless the change continues a
+    /// socket of an earlier use that the current one does not have in that state.
+    fn see_event(&mut self, e: &Event) -> usize {
         let connects = e.from == TcpState::Close && e.to == TcpState::SynSent;
         if self.started && connects && self.over_for(e.local) {
             self.again();
         }
+        let continues = |last: &[(SocketAddr, TcpState)]| {
+            last.iter().any(|&(a, st)| a == e.local && st == e.from)
+        };
+        if !connects && !continues(&self.last) {
+            let old = self.earlier.iter().rposition(|last| continues(last));
+            if let Some(k) = old {
+                let last = &mut self.earlier[k];
+                last.retain(|(a, _)| *a != e.local);
+                last.push((e.local, e.to));
+                return k;
+            }
+        }
         self.started = true;
         self.last.retain(|(a, _)| *a != e.local);
         self.last.push((e.local, e.to));
+        self.number
     }
 
     fn see_segment(&mut self, s: &Segment) {
@@ -347,20 +442,24 @@ fn bind_early_events(t: &Timeline) -> Vec<Event> {
         return out;
     }
     // A SYN sent again carries the same sequence number: only the first names a socket.
-    let mut seen: Vec<(SocketAddr, u32)> = Vec::new();
-    let mut claimed: Vec<usize> = Vec::new();
+    let mut seen: HashSet<(SocketAddr, u32)> = HashSet::new();
+    let mut claimed: HashSet<usize> = HashSet::new();
+    // When each socket reported with its port entered SYN_SENT.
+    let mut connects: HashMap<(SocketAddr, SocketAddr), Vec<u64>> = HashMap::new();
+    for e in t.events.iter().filter(|e| e.to == TcpState::SynSent) {
+        connects
+            .entry((e.local, e.remote))
+            .or_default()
+            .push(e.t_us);
+    }
     for s in &t.segments {
-        if !s.has(Flag::Syn) || s.has(Flag::Ack) || seen.contains(&(s.src, s.raw_seq)) {
+        if !s.has(Flag::Syn) || s.has(Flag::Ack) || !seen.insert((s.src, s.raw_seq)) {
             continue;
         }
-        seen.push((s.src, s.raw_seq));
         // A socket whose connect() was reported with its port needs no naming.
-        let named = t.events.iter().any(|e| {
-            e.local == s.src
-                && e.remote == s.dst
-                && e.to == TcpState::SynSent
-                && e.t_us.abs_diff(s.t_us) <= BIND_WINDOW_US
-        });
+        let named = connects
+            .get(&(s.src, s.dst))
+            .is_some_and(|ts| ts.iter().any(|&at| at.abs_diff(s.t_us) <= BIND_WINDOW_US));
         if named {
             continue;
         }
@@ -377,7 +476,7 @@ fn bind_early_events(t: &Timeline) -> Vec<Event> {
             })
             .max_by_key(|&i| out[i].t_us);
         if let Some(i) = pick {
-            claimed.push(i);
+            claimed.insert(i);
             out[i].local = s.src;
         }
     }
@@ -475,7 +574,7 @@ fn ladder_of(p: &Part) -> Ladder {
             timeline::Direction::Received => received[c.event] = true,
         }
     }
-    let written_later: Vec<usize> = sent_by.values().copied().collect();
+    let written_later: HashSet<usize> = sent_by.values().copied().collect();
     // Events and segments merged in time order. At equal times a change comes before a
     // segment, except a change caused by a received segment: it comes after it, also when
     // the clocks put it a hair earlier.
@@ -518,9 +617,17 @@ fn ladder_of(p: &Part) -> Ladder {
             ..Row::default()
         });
     }
-    let label = |i: usize| {
+    let by_timer = |i: usize| {
         let e = &t.events[i];
-        let by_timer = timed(e.from) && e.to == TcpState::Close && !received[i] && {
+        let entered_at = t.events[..i]
+            .iter()
+            .rev()
+            .find(|p| p.local == e.local && p.to == e.from)
+            .map_or(0, |p| p.t_us);
+        // Linux's TIME_WAIT lasts 60 s: one that ends sooner was ended by something else
+        // (its port used again by connect(), a RST).
+        let full = e.from != TcpState::TimeWait || e.t_us - entered_at >= TIME_WAIT_MIN_US;
+        timed(e.from) && e.to == TcpState::Close && !received[i] && full && {
             // Not the timer when the socket itself sent a RST meanwhile (data reached a
             // socket that was closed), unless a new socket took its address and sent it.
             let entered = t.events[..i]
@@ -538,9 +645,11 @@ fn ladder_of(p: &Part) -> Ladder {
                 .iter()
                 .any(|p| p.local == e.local && p.from == TcpState::Close && during(p.t_us));
             !reset || successor
-        };
-        event_label(e, by_timer)
+        }
     };
+    let label = |i: usize| event_label(&t.events[i], by_timer(i));
+    // The row each change is written on, for the timers' bars.
+    let mut row_of: HashMap<usize, usize> = HashMap::new();
     for (k, &(at, _, i, is_seg)) in items.iter().enumerate() {
         if let Some(&(n, bytes)) = notes.get(&k) {
             rows.push(Row {
@@ -579,6 +688,7 @@ fn ladder_of(p: &Part) -> Ladder {
             };
             if let Some(&ev) = sent_by.get(&i) {
                 *r.col(side_of(&ends, t.events[ev].local)) = label(ev);
+                row_of.insert(ev, rows.len());
             }
             rows.push(r);
         } else if !written_later.contains(&i) {
@@ -589,33 +699,60 @@ fn ladder_of(p: &Part) -> Ladder {
                 r.t_us == at && r.arrow.is_none() && r.gap.is_none() && r.text(side).is_empty()
             });
             match shared {
-                Some(r) => *r.col(side) = label(i),
+                Some(r) => {
+                    *r.col(side) = label(i);
+                    row_of.insert(i, rows.len() - 1);
+                }
                 None => {
                     let mut r = Row {
                         t_us: at,
                         ..Row::default()
                     };
                     *r.col(side) = label(i);
+                    row_of.insert(i, rows.len());
                     rows.push(r);
                 }
             }
         }
     }
+    // Each side's last state: that of its socket started last (an older socket of the
+    // same address may change later, as an old TIME_WAIT ends).
     let end = |side: Side| {
-        let last = t
+        let mine: Vec<&Event> = t
             .events
             .iter()
-            .rev()
-            .find(|e| side_of(&ends, e.local) == side);
-        match last {
+            .filter(|e| side_of(&ends, e.local) == side)
+            .collect();
+        match chains(&mine).last().and_then(|c| c.last()) {
             // Every TIME_WAIT has its timer; a FIN_WAIT2 only when orphaned, which a
             // timeline does not say.
-            Some(e) if e.to == TcpState::TimeWait => format!("= {} (timer running)", e.to),
-            Some(e) => format!("= {}", e.to),
+            Some(TcpState::TimeWait) => format!("= {} (timer running)", TcpState::TimeWait),
+            Some(st) => format!("= {st}"),
             None => String::new(),
         }
     };
+    // A bar beside each TIME_WAIT, and each FIN_WAIT2 its timer ended, from the row it
+    // began to the row it ended (or to the end of the run).
+    let mut timers = Vec::new();
+    for (i, e) in t.events.iter().enumerate() {
+        if !timed(e.to) {
+            continue;
+        }
+        let ended = t.events[i + 1..]
+            .iter()
+            .position(|n| n.local == e.local && n.from == e.to)
+            .map(|k| i + 1 + k);
+        let shown = e.to == TcpState::TimeWait || ended.is_some_and(&by_timer);
+        if let (true, Some(&from)) = (shown, row_of.get(&i)) {
+            timers.push(Timer {
+                side: side_of(&ends, e.local),
+                from,
+                to: ended.and_then(|k| row_of.get(&k).copied()),
+            });
+        }
+    }
     Ladder {
+        timers,
         title: None,
         client: format!("client {}", ends.client),
         server: format!("server {}", ends.server),

@@ -178,6 +178,8 @@ pub fn ladder(result: &SimResult) -> Ladder {
         rows: rows(result),
         end_client: format!("= {}", result.client.state),
         end_server: format!("= {}", result.server.state),
+        // Its timers show as rows of their own (`[TIME_WAIT timer] CLOSE`).
+        timers: Vec::new(),
     }
 }
 

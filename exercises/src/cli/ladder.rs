@@ -25,7 +25,8 @@ pub struct LadderArgs {
     #[arg(long, conflicts_with = "normal")]
     pub svg: bool,
     /// Print only what the ladder shows that does not vary between runs: per kind of
-    /// connection, the SYN, FIN and RST segments and each side's states.
+    /// connection, the SYN, FIN and RST segments and each side's states, and how many
+    /// connections were of that kind (what a picture's <desc> says).
     #[arg(long)]
     pub normal: bool,
     /// Put the model's ladder of this scenario beside the run's.
@@ -50,7 +51,7 @@ pub fn run(args: &LadderArgs) -> Result<ExitCode> {
     };
     let t = read_timeline(&text)?;
     if args.normal {
-        print!("{}", wire::normal_form(&t));
+        print!("{}", wire::Kinds::of(&t).described());
         return Ok(ExitCode::SUCCESS);
     }
     let model = args.beside.map(|s| s.run(&Options::linux()));

@@ -4,9 +4,9 @@
 //! line that did not, as `FILE:LINE: expected ..., got ...`, and exit 1; exit 2 when the
 //! peer itself fell behind the script's clock (a busy machine), which is no verdict.
 //!
-//! It prints the run as a list of segments and of the sockets' states (polled with
-//! sock_diag during the run), and `--explain` prints each line of the script with the
-//! states it left behind. `--pcap FILE` saves the segments, states as packet comments.
+//! It prints the run as a ladder (the renderer the lessons' real ladders use: the segments,
+//! and the kernel socket's states polled with sock_diag during the run), and `--explain`
+//! prints each line of the script with the states it left behind. `--pcap FILE` saves the segments, states as packet comments.
 //!
 //! Left out on purpose: packetdrill's command-line options (tolerance, addresses, IPv6);
 //! the defaults are packetdrill's.
@@ -18,12 +18,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use tcplab_core::ladder::wire;
 use tcplab_core::observe::capture::pcapng::{self, PcapInfo};
-use tcplab_core::peer::link::{LOCAL_IP, LinkKind, REMOTE_IP};
-use tcplab_core::peer::script::flags_text;
+use tcplab_core::peer::link::LinkKind;
 use tcplab_core::peer::{self, Options, Report};
-use tcplab_core::segment::Flag;
-use tcplab_core::timeline::Source;
 
 use crate::lessons::netns;
 
@@ -106,47 +104,10 @@ pub fn run(args: &PeerArgs) -> Result<ExitCode> {
     }
 }
 
-/// Segments and state changes on one clock, in order.
+/// The run as a ladder, drawn by the renderer the lessons share: the kernel's socket in its
+/// column, the scripted peer (no socket, no states) in the other, the segments between.
 fn ladder(report: &Report) {
-    println!("{:>10}  kernel {LOCAL_IP} <-> peer {REMOTE_IP}", "t (ms)");
-    let tl = &report.timeline;
-    let mut rows: Vec<(u64, String)> = Vec::new();
-    for s in &tl.segments {
-        let inbound = s.src.ip() == std::net::IpAddr::V4(REMOTE_IP);
-        let mut text = format!(
-            "{:<10} {} {}:{}({})",
-            if inbound { "    <---" } else { "--->" },
-            flags_text(s.flags.0),
-            s.seq,
-            s.seq.wrapping_add(s.len),
-            s.len
-        );
-        if s.has(Flag::Ack) {
-            text.push_str(&format!(" ack {}", s.ack));
-        }
-        text.push_str(&format!(" win {}", s.win));
-        rows.push((s.t_us, text));
-    }
-    for e in &tl.events {
-        let socket = if e.remote.port() == 0 {
-            format!("listener {}", e.local)
-        } else {
-            format!("{} -> {}", e.local, e.remote)
-        };
-        let how = if e.source == Source::Inferred {
-            "  (inferred: shorter than one poll)"
-        } else {
-            ""
-        };
-        rows.push((
-            e.t_us,
-            format!("{:<10} {socket}: {} -> {}{how}", "state", e.from, e.to),
-        ));
-    }
-    rows.sort_by_key(|(t, _)| *t);
-    for (t, text) in rows {
-        println!("{:>10.3}  {text}", t as f64 / 1000.0);
-    }
+    print!("{}", wire::text(&report.timeline));
 }
 
 /// Each line that ran, with the states after it.
