@@ -15,4 +15,3 @@ pub mod ports;
 pub mod restart;
 pub mod stuck;
 pub mod time_wait;
-pub mod wait;
