@@ -101,6 +101,14 @@ impl Script {
         self.rules.push(rule);
         self
     }
+
+    /// The network this script runs on: its latency and rules.
+    pub fn network(&self) -> Network {
+        Network {
+            latency_us: self.latency_us,
+            rules: self.rules.clone(),
+        }
+    }
 }
 
 impl Default for Script {
@@ -546,11 +554,7 @@ impl Simulator {
 /// At equal times, calls go first (in script order), then arrivals (in the order sent),
 /// then timers.
 pub fn simulate(script: &Script, opts: &Options) -> SimResult {
-    let network = Network {
-        latency_us: script.latency_us,
-        rules: script.rules.clone(),
-    };
-    let mut sim = Simulator::new(*opts, network);
+    let mut sim = Simulator::new(*opts, script.network());
     let mut calls: Vec<ScriptCall> = script.calls.clone();
     calls.sort_by_key(|c| c.t_us);
     let mut calls = calls.into_iter().peekable();
