@@ -157,6 +157,6 @@ def test_connection_segment_is_the_one_sent_on_a_call() -> None:
     c.abort("server")
     events = list(c.timeline)[-2:]
     assert [(e.side, e.to_state, e.segment) for e in events] == [
-        ("client", "FIN_WAIT1", "FIN"),
+        ("client", "FIN_WAIT1", "FIN+ACK"),
         ("server", "CLOSE", "RST"),
     ]
