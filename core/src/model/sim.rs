@@ -603,3 +603,59 @@ pub fn simulate(script: &Script, opts: &Options) -> SimResult {
     }
     sim.finish(now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Scenario;
+
+    #[test]
+    fn stepping_by_hand_replays_every_scenario() {
+        // Feeding a simulator the calls, arrivals and timers of a scenario's log, at their
+        // times, gives the same result simulate() gave: one simulator, two drivers.
+        for opts in [Options::linux(), Options::rfc()] {
+            for sc in Scenario::ALL {
+                let script = sc.script();
+                let want = simulate(&script, &opts);
+                let mut sim = Simulator::new(opts, script.network());
+                for e in &want.log {
+                    match *e {
+                        LogEntry::Call { t_us, side, call } => {
+                            sim.feed(side, call, t_us);
+                        }
+                        LogEntry::Arrived { t_us, side, .. } => {
+                            let step = sim.deliver(t_us).expect("a segment in flight");
+                            assert_eq!(step.side, side);
+                        }
+                        LogEntry::Timer { t_us, side, timer } => {
+                            let step = sim.expire(side, t_us).expect("a timer running");
+                            assert_eq!(step.input, Input::Timer(timer));
+                        }
+                        _ => {}
+                    }
+                }
+                let got = sim.finish(want.end_us);
+                assert_eq!(got, want, "{} ({})", sc.name(), opts.name);
+            }
+        }
+    }
+
+    #[test]
+    fn a_dropped_segment_never_arrives() {
+        let mut sim = Simulator::new(Options::linux(), Network::default());
+        sim.feed(Side::Server, Call::PassiveOpen, 0);
+        sim.feed(Side::Client, Call::ActiveOpen, 0);
+        let f = sim.drop().expect("the SYN in flight");
+        assert_eq!((f.from(), f.segment.kind), (Side::Client, SegKind::Syn));
+        assert_eq!(sim.segments()[f.index].fate, Fate::Dropped);
+        assert!(sim.segments()[f.index].arrives_us.is_empty());
+        assert!(sim.deliver(10_000).is_none());
+        assert_eq!(sim.tcb(Side::Server).state, State::Listen);
+        // The client's retransmission timer brings the SYN back.
+        let step = sim
+            .expire(Side::Client, 0)
+            .expect("the SYN's retransmission timer");
+        assert!(step.output.send.iter().any(|s| s.kind == SegKind::Syn));
+        assert!(sim.now() > 10_000);
+    }
+}
