@@ -14,8 +14,8 @@
   are refused (a default Docker container) it raises PermissionError.
 - ``lessons()`` and ``run()``: the lesson catalog, and a lesson binary run in a child process
   with its kernel-graded verdict.
-- ``model()``, ``scenarios()``, ``Connection`` and ``diagram()``: the RFC 9293 model, for
-  the board.
+- ``model()``, ``scenarios()``, ``scenario_steps()``, ``Connection`` and ``diagram()``: the
+  RFC 9293 model, for the board.
 
 Everything is a thin face over the Rust crate tcplab-core (module ``tcplab._native``).
 
@@ -49,6 +49,7 @@ from ._native import (
     diagram,
     is_root,
     model,
+    scenario_steps,
     scenarios,
     snapshot,
     state_name,
@@ -110,6 +111,7 @@ __all__ = [
     "run",
     "run_python",
     "sandbox",
+    "scenario_steps",
     "scenarios",
     "snapshot",
     "state_name",
