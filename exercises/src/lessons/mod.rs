@@ -10,7 +10,6 @@ pub mod echo;
 pub mod half_close;
 pub mod mystery;
 pub mod net;
-pub mod netns;
 pub mod ports;
 pub mod restart;
 pub mod stuck;
