@@ -35,6 +35,17 @@ impl Lab {
         if !self.capture_wanted() || is_root() {
             return;
         }
+        // `--hold` is there to look at the sockets from outside (`ss`, `lsof`, a notebook's
+        // snapshot), which a private namespace would hide. Unless a pcapng file or a ladder
+        // was asked for, the lesson stays on the host and is graded without the wire.
+        if self.args.hold.is_some() && !self.args.wants_wire() {
+            self.wire_missing = Some(
+                "--hold keeps the lesson on the host's loopback, where other tools can see its \
+                 sockets, and capturing there needs root"
+                    .to_string(),
+            );
+            return;
+        }
         match netns::enter(netns::Prefer::UserNamespace) {
             Ok(how) => {
                 self.in_private_namespace(true);
