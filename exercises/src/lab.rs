@@ -208,6 +208,8 @@ pub struct Lab {
     /// With `--pcap`: the running capture, then what it saw (see `wire.rs`).
     wire: Option<Capture>,
     wire_report: Option<CaptureReport>,
+    /// The interface the capture listens on: `lo`, or the scripted peer's `tun0`.
+    wire_interface: String,
 }
 
 impl Lab {
@@ -245,6 +247,7 @@ impl Lab {
             netns: None,
             wire: None,
             wire_report: None,
+            wire_interface: "lo".to_string(),
         })
     }
 

@@ -47,12 +47,26 @@ impl Lab {
         }
     }
 
+    /// Capture on `interface` instead of `lo` (a lesson whose peer is the scripted one, on
+    /// `tun0`). Call before [`Lab::watch`].
+    pub fn capture_on(&mut self, interface: &str) {
+        self.wire_interface = interface.to_string();
+    }
+
     /// Start capturing the server port, on the tracer's clock (from [`Lab::watch`]).
     pub(super) fn start_wire(&mut self, server_port: u16, origin: Instant) {
         if !self.args.wants_wire() {
             return;
         }
-        match capture::loopback(&[server_port], Some(origin)) {
+        let started = if self.wire_interface == "lo" {
+            capture::loopback(&[server_port], Some(origin))
+        } else {
+            capture::Capture::start(capture::CaptureConfig {
+                interface: self.wire_interface.clone(),
+                ..capture::CaptureConfig::loopback(&[server_port]).with_origin(origin)
+            })
+        };
+        match started {
             Ok(c) => {
                 self.say(format!("capturing segments: {}", c.note()));
                 self.wire = Some(c);

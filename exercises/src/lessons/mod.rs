@@ -8,6 +8,7 @@ pub mod async_echo;
 pub mod churn;
 pub mod echo;
 pub mod half_close;
+pub mod half_open;
 pub mod mystery;
 pub mod net;
 pub mod netns;
