@@ -172,6 +172,8 @@ transcripts! {
     t10_fixed => "10-fixed-server",
     t11_leak => "11-mystery-leak",
     t11_fix => "11-find-and-fix",
+    t12_leak => "12-half-open-leak",
+    t12_keepalive => "12-half-open-keepalive",
 }
 
 /// Lesson 09 where no private network namespace can be made (a default container), forced

@@ -301,11 +301,14 @@ fn lesson(
         .map(|(at, _)| at.saturating_duration_since(vanished).as_millis())
         .collect();
     let resets = after.iter().filter(|(_, w)| w.flags & TCP_RST != 0).count();
+    lab.say(format!(
+        "on the wire meanwhile, from the server's kernel to the peer: {} segment(s)",
+        after.len()
+    ));
     for ms in &probes {
         lab.say(format!(
-            "{ms:>5} ms: the server's kernel sent a keepalive probe (seq {}, one below what the \
-             peer acknowledged, no data); no answer",
-            acked.wrapping_sub(1)
+            "{ms:>5} ms: a keepalive probe (no data, its sequence number one below what the \
+             peer acknowledged, so that a live peer must answer); no answer"
         ));
     }
     if resets > 0 {
