@@ -154,10 +154,10 @@ pub fn run(lab: &mut Lab, listen: Listen, handle: Handle) -> Result<()> {
     let server = listener.local_addr()?;
     lab.capture_on(tcplab_core::peer::link::DEVICE);
     lab.watch(server.port())?;
-    lab.fact(
-        "tcp_keepalive_time",
-        wait::sysctl("net/ipv4/tcp_keepalive_time"),
-    );
+    let sysctl = |knob: &str| wait::sysctl(&format!("net/ipv4/{knob}"));
+    lab.fact("tcp_keepalive_time", sysctl("tcp_keepalive_time"));
+    lab.fact("tcp_keepalive_intvl", sysctl("tcp_keepalive_intvl"));
+    lab.fact("tcp_keepalive_probes", sysctl("tcp_keepalive_probes"));
 
     let stop = Arc::new(AtomicBool::new(false));
     let served = {
@@ -200,7 +200,7 @@ pub fn run(lab: &mut Lab, listen: Listen, handle: Handle) -> Result<()> {
             _ => bail!("the server's thread panicked"),
         }
     } else {
-        "still waiting in read()".to_string()
+        "still waiting".to_string()
     };
     lab.fact("server_read_result", &read_result);
     lab.say(format!("the handler's read(): {read_result}"));
@@ -264,7 +264,7 @@ fn lesson(
             Some(s) => {
                 if states.last() != Some(&s) {
                     lab.say(format!(
-                        "{:>5} ms: the server's socket is {s}",
+                        "after {} ms: the server's socket is {s}",
                         vanished.elapsed().as_millis()
                     ));
                     states.push(s);
@@ -273,7 +273,7 @@ fn lesson(
             None => {
                 gone_after = Some(vanished.elapsed());
                 lab.say(format!(
-                    "{:>5} ms: the server's socket is gone from the kernel's table",
+                    "after {} ms: the server's socket is gone from the kernel's table",
                     vanished.elapsed().as_millis()
                 ));
                 break;
@@ -307,7 +307,7 @@ fn lesson(
     ));
     for ms in &probes {
         lab.say(format!(
-            "{ms:>5} ms: a keepalive probe (no data, its sequence number one below what the \
+            "after {ms} ms: a keepalive probe (no data, its sequence number one below what the \
              peer acknowledged, so that a live peer must answer); no answer"
         ));
     }
