@@ -23,26 +23,23 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tcplab_core::TcpState;
-use tcplab_core::observe::trace::is_root;
-use tcplab_core::peer::link::{LOCAL_IP, Link, LinkKind, REMOTE_IP, Sent};
-use tcplab_core::peer::run::{REMOTE_ISN, REMOTE_PORT};
-use tcplab_core::peer::script::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TcpOpt};
+use tcplab_core::peer::link::LOCAL_IP;
+use tcplab_core::peer::script::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
 use tcplab_core::peer::wire::Wire;
 
 use crate::catalog::Verdict;
 use crate::lab::Lab;
-use crate::lessons::{netns, wait};
+use crate::lessons::scripted::{self, Peer, STEP_TIMEOUT, state_of};
+use crate::lessons::wait;
 
 /// How long the lesson watches the server's socket after the peer vanished. The fixed
 /// server's keepalive (1 s idle, 2 probes 1 s apart) ends it after about 3 s.
 pub const WATCH: Duration = Duration::from_secs(5);
 /// How long any one step (accept, a segment from the kernel) may take.
-const STEP_TIMEOUT: Duration = Duration::from_secs(3);
 /// The handler's read timeout, so that it sees the lesson's stop flag.
 const READ_POLL: Duration = Duration::from_millis(100);
 /// What the peer sends before it vanishes.
@@ -52,81 +49,6 @@ const LINE: &[u8] = b"are you there?\n";
 pub type Listen = fn(SocketAddr) -> io::Result<TcpListener>;
 /// How it serves one connection, until read() ends it or `stop` is set.
 pub type Handle = fn(TcpStream, &AtomicBool) -> io::Result<()>;
-
-/// The peer's end of the link, and every segment the kernel sent on it.
-struct Peer {
-    link: Link,
-    rx: Receiver<Sent>,
-    server: SocketAddr,
-    seq: u32,
-    ack: u32,
-    seen: Vec<(Instant, Wire)>,
-}
-
-impl Peer {
-    /// Send one segment from the peer, with its current sequence and acknowledgment numbers.
-    fn send(&mut self, flags: u8, options: Vec<TcpOpt>, payload: &[u8]) -> Result<()> {
-        let SocketAddr::V4(server) = self.server else {
-            bail!("the scripted peer speaks IPv4 only");
-        };
-        let w = Wire {
-            src: REMOTE_IP,
-            dst: *server.ip(),
-            sport: REMOTE_PORT,
-            dport: server.port(),
-            flags,
-            seq: self.seq,
-            ack: self.ack,
-            win: 65535,
-            options: options.into_iter().map(Some).collect(),
-            payload: payload.to_vec(),
-        };
-        self.link.inject(&w.build()?)
-    }
-
-    /// Keep what the kernel sent to the peer, without waiting.
-    fn drain(&mut self) {
-        while let Ok(s) = self.rx.try_recv() {
-            self.keep(s);
-        }
-    }
-
-    fn keep(&mut self, s: Sent) {
-        if let Some(w) = Wire::parse(&s.bytes) {
-            if w.dst == REMOTE_IP && w.dport == REMOTE_PORT {
-                self.seen.push((s.at, w));
-            }
-        }
-    }
-
-    /// Wait (at most `timeout`) for a segment from the kernel that `want` accepts.
-    fn expect(&mut self, what: &str, want: impl Fn(&Wire) -> bool) -> Result<Wire> {
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        let from = self.seen.len();
-        loop {
-            if let Some((_, w)) = self.seen[from..].iter().find(|(_, w)| want(w)) {
-                return Ok(w.clone());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!("the server's kernel sent no {what} within {STEP_TIMEOUT:?}");
-            }
-            if let Ok(s) = self.rx.recv_timeout(left) {
-                self.keep(s);
-            }
-        }
-    }
-}
-
-/// The server's connection to the peer in a kernel snapshot, if it is still there.
-fn state_of(lab: &Lab, server: SocketAddr) -> Result<Option<TcpState>> {
-    let peer = SocketAddr::from((REMOTE_IP, REMOTE_PORT));
-    Ok(lab
-        .rows()?
-        .iter()
-        .find(|r| r.local == server && r.remote == peer)
-        .map(|r| r.state))
-}
 
 /// The errno's name, as the kernel returned it to read().
 fn errno_name(e: &io::Error) -> String {
@@ -138,21 +60,9 @@ fn errno_name(e: &io::Error) -> String {
 
 /// Run the lesson with the binary's server.
 pub fn run(lab: &mut Lab, listen: Listen, handle: Handle) -> Result<()> {
-    // A namespace of the lesson's own, before any thread: the link is `tun0` with fixed
-    // addresses, and the kernel makes a user namespace only for a single-threaded process.
-    let how = netns::enter(netns::Prefer::KeepRoot)?;
-    lab.in_private_namespace(!is_root());
-    // A veth pair: the capture (`--pcap`, `--ladder`) reads Ethernet frames, as on `lo`.
-    let (link, rx) = Link::open(Some(LinkKind::Veth)).context("set up the scripted peer's link")?;
-    lab.step(format!(
-        "A {how} of the lesson's own; the client is a scripted peer at {REMOTE_IP}, behind \
-         {} ({})",
-        tcplab_core::peer::link::DEVICE,
-        link.kind.describe()
-    ));
+    let (link, rx) = scripted::enter(lab)?;
     let listener = listen(SocketAddr::from((LOCAL_IP, 0))).context("the server's listen()")?;
     let server = listener.local_addr()?;
-    lab.capture_on(tcplab_core::peer::link::DEVICE);
     lab.watch(server.port())?;
     let sysctl = |knob: &str| wait::sysctl(&format!("net/ipv4/{knob}"));
     lab.fact("tcp_keepalive_time", sysctl("tcp_keepalive_time"));
@@ -169,14 +79,7 @@ pub fn run(lab: &mut Lab, listen: Listen, handle: Handle) -> Result<()> {
             handle(stream, &stop)
         })
     };
-    let mut peer = Peer {
-        link,
-        rx,
-        server,
-        seq: REMOTE_ISN,
-        ack: 0,
-        seen: Vec::new(),
-    };
+    let mut peer = Peer::new(link, rx, server);
     let result = lesson(lab, &mut peer, &served, server);
     let mut served = Some(served);
     let mut stop_server = move || {
@@ -230,13 +133,7 @@ fn lesson(
     lab.step(format!(
         "The peer connects to the server at {server}, sends a line and reads the echo"
     ));
-    peer.send(TCP_SYN, vec![TcpOpt::Mss(1460)], &[])?;
-    let syn_ack = peer.expect("SYN-ACK", |w| {
-        w.flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK)
-    })?;
-    peer.seq = REMOTE_ISN.wrapping_add(1);
-    peer.ack = syn_ack.seq.wrapping_add(1);
-    peer.send(TCP_ACK, vec![], &[])?;
+    peer.connect()?;
     peer.send(TCP_ACK | TCP_PSH, vec![], LINE)?;
     peer.seq = peer.seq.wrapping_add(LINE.len() as u32);
     let echo = peer.expect("echo", |w| !w.payload.is_empty())?;

@@ -14,6 +14,7 @@ pub mod net;
 pub mod netns;
 pub mod ports;
 pub mod restart;
+pub mod scripted;
 pub mod stuck;
 pub mod time_wait;
 pub mod wait;
