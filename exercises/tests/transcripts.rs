@@ -174,6 +174,7 @@ transcripts! {
     t11_fix => "11-find-and-fix",
     t12_leak => "12-half-open-leak",
     t12_keepalive => "12-half-open-keepalive",
+    t13 => "13-lost-last-ack",
 }
 
 /// Lesson 09 where no private network namespace can be made (a default container), forced

@@ -9,6 +9,7 @@ pub mod churn;
 pub mod echo;
 pub mod half_close;
 pub mod half_open;
+pub mod last_ack;
 pub mod mystery;
 pub mod net;
 pub mod netns;
