@@ -175,6 +175,7 @@ transcripts! {
     t12_leak => "12-half-open-leak",
     t12_keepalive => "12-half-open-keepalive",
     t13 => "13-lost-last-ack",
+    t14 => "14-simultaneous-close",
 }
 
 /// Lesson 09 where no private network namespace can be made (a default container), forced

@@ -60,7 +60,7 @@ fn errno_name(e: &io::Error) -> String {
 
 /// Run the lesson with the binary's server.
 pub fn run(lab: &mut Lab, listen: Listen, handle: Handle) -> Result<()> {
-    let (link, rx) = scripted::enter(lab)?;
+    let (link, rx) = scripted::enter(lab, "the client is a scripted peer")?;
     let listener = listen(SocketAddr::from((LOCAL_IP, 0))).context("the server's listen()")?;
     let server = listener.local_addr()?;
     lab.watch(server.port())?;

@@ -36,7 +36,7 @@ pub type Serve = fn(TcpStream) -> io::Result<()>;
 
 /// Run the lesson with the binary's server.
 pub fn run(lab: &mut Lab, serve: Serve) -> Result<()> {
-    let (link, rx) = scripted::enter(lab)?;
+    let (link, rx) = scripted::enter(lab, "the client is a scripted peer")?;
     let listener = TcpListener::bind(SocketAddr::from((LOCAL_IP, 0)))?;
     let server = listener.local_addr()?;
     lab.watch(server.port())?;

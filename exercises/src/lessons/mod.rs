@@ -6,6 +6,7 @@ pub mod abortive;
 pub mod accept_queue;
 pub mod async_echo;
 pub mod churn;
+pub mod crossed;
 pub mod echo;
 pub mod half_close;
 pub mod half_open;

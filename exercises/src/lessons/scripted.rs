@@ -27,14 +27,14 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Move into a network namespace of the lesson's own and build the link. Call before any
 /// thread starts: the kernel makes a user namespace only for a single-threaded process.
-pub fn enter(lab: &mut Lab) -> Result<(Link, Receiver<Sent>)> {
+/// `role` says what plays on the far side of the link, for the narration.
+pub fn enter(lab: &mut Lab, role: &str) -> Result<(Link, Receiver<Sent>)> {
     let how = netns::enter(netns::Prefer::KeepRoot)?;
     lab.in_private_namespace(!is_root());
     // A veth pair: the capture (`--pcap`, `--ladder`) reads Ethernet frames, as on `lo`.
     let (link, rx) = Link::open(Some(LinkKind::Veth)).context("set up the scripted peer's link")?;
     lab.step(format!(
-        "A {how} of the lesson's own; the client is a scripted peer at {REMOTE_IP}, behind \
-         {DEVICE} ({})",
+        "A {how} of the lesson's own; {role} at {REMOTE_IP}, behind {DEVICE} ({})",
         link.kind.describe()
     ));
     lab.capture_on(DEVICE);
