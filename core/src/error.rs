@@ -29,7 +29,19 @@ pub enum Error {
     /// The kernel refused or garbled a sock_diag exchange.
     #[error("sock_diag: {0}")]
     Netlink(String),
-    /// The tracepoint backend cannot run here; the message says what works instead.
+    /// sock_diag cannot be used here at all (no socket, not allowed, no reply), while
+    /// /proc/net/tcp may still be readable. Each face words the way out (`--method proc`,
+    /// `method="proc"`).
+    #[error("sock_diag: {0}")]
+    SockDiagUnavailable(String),
+    /// The tracepoint backend was asked for without root. Polling works for any user; each
+    /// face words how to ask for it (`--backend poll`, `backend="poll"`).
+    #[error(
+        "the tracepoint backend needs root (tracefs is root-only); the poll backend works \
+         for any user (sock_diag every {poll_every})"
+    )]
+    TracepointNeedsRoot { poll_every: String },
+    /// Something needs a privilege this process lacks; the message says which and why.
     #[error("{0}")]
     Permission(String),
     /// Any I/O error, with what we were doing at the time.

@@ -9,12 +9,14 @@
 //! - [`model`]: the RFC 9293 state machine and a two-endpoint simulator.
 //! - [`peer`]: a scripted remote endpoint (packetdrill's language) against the real kernel.
 //! - [`sockets`]: the socket options the lessons turn on and off.
+//! - [`kernel`]: the namespace's counters, sysctls, errno names, rlimits, root or not.
 //! - [`vocab`] and [`limits`]: the names users type and the limits every face checks.
 //!
 //! This crate has no Python and no terminal UI in it on purpose: the runner, the lesson
 //! binaries and the Python bindings are thin faces over it.
 
 pub mod error;
+pub mod kernel;
 pub mod ladder;
 pub mod limits;
 pub mod model;

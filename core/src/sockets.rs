@@ -1,4 +1,4 @@
-//! The socket options the lessons turn on and off, over socket2, with tokio conversions.
+//! The socket options the lessons turn on and off, over socket2.
 //!
 //! Every listener binds loopback and port 0 unless told otherwise: the kernel picks a free
 //! port, so lessons and tests run side by side and a TIME_WAIT left by an earlier run never
@@ -61,6 +61,34 @@ pub fn loopback_listener(ipv6: bool) -> io::Result<TcpListener> {
 /// connect() with a timeout, so a lesson never hangs on a peer that does not answer.
 pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     TcpStream::connect_timeout(&addr, timeout)
+}
+
+/// accept() that gives up after `timeout` with `TimedOut`, so a lesson never hangs on a client
+/// that does not come. The listener is left non-blocking; the stream returned is blocking.
+pub fn accept_within(
+    listener: &TcpListener,
+    timeout: Duration,
+) -> io::Result<(TcpStream, SocketAddr)> {
+    listener.set_nonblocking(true)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                stream.set_nonblocking(false)?;
+                return Ok((stream, peer));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no client connected within {timeout:?}"),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// A TCP socket of the family of `remote`, not yet bound or connected.
@@ -149,18 +177,6 @@ pub fn linger2<S: AsFd>(socket: &S) -> io::Result<i32> {
 /// share it.
 pub fn shutdown(stream: &TcpStream, how: Shutdown) -> io::Result<()> {
     stream.shutdown(how)
-}
-
-/// A std stream as a tokio stream (must be called inside a tokio runtime).
-pub fn to_tokio(stream: TcpStream) -> io::Result<tokio::net::TcpStream> {
-    stream.set_nonblocking(true)?;
-    tokio::net::TcpStream::from_std(stream)
-}
-
-/// A std listener as a tokio listener (must be called inside a tokio runtime).
-pub fn to_tokio_listener(listener: TcpListener) -> io::Result<tokio::net::TcpListener> {
-    listener.set_nonblocking(true)?;
-    tokio::net::TcpListener::from_std(listener)
 }
 
 fn setsockopt_int<S: AsFd>(socket: &S, level: i32, name: i32, value: i32) -> io::Result<()> {

@@ -20,9 +20,7 @@ use tcplab_core::timeline::{Endpoint, Source, Timeline};
 
 const PHASE: Duration = Duration::from_millis(40);
 
-fn is_root() -> bool {
-    tcplab_core::observe::trace::is_root()
-}
+use tcplab_core::kernel::is_root;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Ending {

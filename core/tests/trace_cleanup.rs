@@ -50,9 +50,10 @@ fn assert_clean(step: &str) {
 }
 
 fn cfg(port: u16, fault: Option<Fault>) -> TraceConfig {
-    TraceConfig {
-        fault,
-        ..TraceConfig::ports(&[port]).with_backend(Backend::Tracepoint)
+    let cfg = TraceConfig::ports(&[port]).with_backend(Backend::Tracepoint);
+    match fault {
+        Some(f) => cfg.with_fault(f),
+        None => cfg,
     }
 }
 
@@ -82,8 +83,12 @@ fn tracepoint_without_root_is_refused() {
     let listener = sockets::loopback_listener(false).unwrap();
     let port = listener.local_addr().unwrap().port();
     match Tracer::start(cfg(port, None)) {
-        Err(Error::Permission(msg)) => assert!(msg.contains("poll"), "{msg}"),
-        other => panic!("expected a Permission error, got {other:?}"),
+        Err(e @ Error::TracepointNeedsRoot { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("needs root") && msg.contains("poll"), "{msg}");
+            assert!(!msg.contains("--"), "core names no CLI flag: {msg}");
+        }
+        other => panic!("expected TracepointNeedsRoot, got {other:?}"),
     }
 }
 

@@ -51,12 +51,11 @@ fn main() {
     let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
     let ports: Vec<u16> = addrs.iter().map(|a| a.port()).collect();
 
-    let tracer = Tracer::start(TraceConfig {
-        poll_interval: Duration::from_millis(1),
-        buffer_kb: 32 * 1024,
-        ..TraceConfig::ports(&ports).with_backend(Backend::Tracepoint)
-    })
-    .expect("start the tracer");
+    let mut cfg = TraceConfig::ports(&ports)
+        .with_backend(Backend::Tracepoint)
+        .with_interval(Duration::from_millis(1));
+    cfg.buffer_kb = 32 * 1024;
+    let tracer = Tracer::start(cfg).expect("start the tracer");
     eprintln!("tracer: {}", tracer.note());
 
     let stop = Arc::new(AtomicBool::new(false));

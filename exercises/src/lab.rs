@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde::Serialize;
+use tcplab_core::kernel::{open_file_limit, raise_open_file_limit};
 use tcplab_core::observe::capture::{Capture, CaptureReport};
 use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
 use tcplab_core::observe::{self, Method, Query, SocketRow};
@@ -22,6 +23,7 @@ use tcplab_core::timeline::Side;
 use tcplab_core::{Segment, TcpState, Timeline};
 
 use crate::catalog::{Binary, Catalog, Lesson, Verdict};
+use crate::lessons::churn::ChurnArgs;
 
 mod wire;
 
@@ -51,15 +53,9 @@ pub struct LessonArgs {
     /// auto (the tracepoint when permitted).
     #[arg(long, value_parser = crate::cli::one_of::<Backend>(), default_value_t = Backend::Auto)]
     pub backend: Backend,
-    /// Lessons 05 and 09: afterwards, run the churn generator for this many seconds (at most
-    /// 10) in a private network namespace: open and close connections as fast as two cores
-    /// allow (or at --churn-rate) and watch TIME_WAIT pile up (05) or the ports run out (09).
-    #[arg(long, value_name = "SECS")]
-    pub churn_secs: Option<f64>,
-    /// With --churn-secs: aim at this many connections per second instead of full speed, to
-    /// see TIME_WAIT grow by exactly that much each second.
-    #[arg(long, value_name = "PER_SEC", requires = "churn_secs")]
-    pub churn_rate: Option<f64>,
+    /// Lessons 05 and 09 only (hidden from the others' `--help`).
+    #[command(flatten)]
+    pub churn: ChurnArgs,
     /// Capture the segments on the lesson's port and write them to FILE as pcapng, state
     /// changes as packet comments; the report gains `segments`. Without root the lesson runs
     /// in a user + network namespace of its own to capture.
@@ -192,11 +188,14 @@ pub struct Lab {
     pub args: LessonArgs,
     pub lesson: Lesson,
     pub binary: Binary,
-    started: Instant,
     server_port: Option<u16>,
     backend: String,
     timeline: Timeline,
-    facts: serde_json::Map<String, serde_json::Value>,
+    /// Behind a lock so that code holding only `&Lab` (a binary's client) can add facts.
+    facts: Mutex<serde_json::Map<String, serde_json::Value>>,
+    /// With [`Lab::only_address`]: the listener's exact address; sockets whose ends are not
+    /// it are left out of every view, whatever their port number.
+    own_server: Option<SocketAddr>,
     /// Connections on the server port that predate [`Lab::watch`]: left over from an earlier
     /// program that had the same port number (say a client of it, still in TIME_WAIT). They
     /// are not this lesson's and are left out of every view.
@@ -226,7 +225,7 @@ impl Lab {
                  id of a lesson that has a student copy (such as `03-`)"
             )
         })?;
-        if args.churn_secs.is_some() && !lesson.churn {
+        if args.churn.given() && !lesson.churn {
             bail!(
                 "--churn-secs is for lessons {}; lesson {} has no churn phase",
                 catalog.churn_lessons().join(" and "),
@@ -237,11 +236,11 @@ impl Lab {
             args,
             lesson: lesson.clone(),
             binary: binary.clone(),
-            started: Instant::now(),
             server_port: None,
             backend: "none".to_string(),
             timeline: Timeline::new(),
-            facts: serde_json::Map::new(),
+            facts: Mutex::new(serde_json::Map::new()),
+            own_server: None,
             stale: Mutex::new(HashMap::new()),
             failed: Vec::new(),
             netns: None,
@@ -329,7 +328,16 @@ impl Lab {
     /// Leave out the connections that predate [`Lab::watch`]: same address pair, same inode
     /// (0 for TIME_WAIT and other mini-sockets). The same pair with another inode is this
     /// lesson's connection reusing the pair (tcp_tw_reuse), and it counts from then on.
+    /// With [`Lab::only_address`], also leave out sockets whose ends are not the listener's
+    /// exact address.
     fn own_rows(&self, rows: Vec<SocketRow>) -> Vec<SocketRow> {
+        let rows = match self.own_server {
+            Some(server) => rows
+                .into_iter()
+                .filter(|r| r.local == server || r.remote == server)
+                .collect(),
+            None => rows,
+        };
         let mut stale = self.stale.lock().unwrap_or_else(|e| e.into_inner());
         if stale.is_empty() {
             return rows;
@@ -347,6 +355,15 @@ impl Lab {
                 }
             })
             .collect()
+    }
+
+    /// Count only the connections of the listener at `server` (call after [`Lab::watch`]).
+    /// The port filter alone also matches other programs' sockets that share the number:
+    /// a `[::1]` socket beside our `127.0.0.1` listener, say. With this, every view
+    /// ([`Lab::sides`], [`Lab::rows`], [`Lab::wait_until`]) keeps only sockets with `server`
+    /// at one end.
+    pub fn only_address(&mut self, server: SocketAddr) {
+        self.own_server = Some(server);
     }
 
     /// The lesson's server port (after [`Lab::watch`]).
@@ -390,9 +407,12 @@ impl Lab {
     }
 
     /// Record a lesson-specific fact for the report.
-    pub fn fact(&mut self, key: &str, value: impl Serialize) {
+    pub fn fact(&self, key: &str, value: impl Serialize) {
         let v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
-        self.facts.insert(key.to_string(), v);
+        self.facts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), v);
     }
 
     /// A piece of evidence the verdict rests on: when `holds` is false, `sentence` says what
@@ -466,11 +486,6 @@ impl Lab {
         });
     }
 
-    /// Milliseconds since the lesson started.
-    pub fn elapsed_ms(&self) -> u128 {
-        self.started.elapsed().as_millis()
-    }
-
     /// Stop the tracer now and keep its timeline for the report. A lesson calls this before
     /// heavy work on other ports (lesson 05's churn): the tracepoint fires for every state
     /// change in the kernel, and the tracer's TIME_WAIT rechecks walk the whole socket table,
@@ -525,7 +540,7 @@ impl Lab {
             expected: self.binary.expect,
             observed,
             reasons,
-            facts: self.facts.clone(),
+            facts: self.facts.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             segments: self.timeline.segments.clone(),
             timeline: std::mem::take(&mut self.timeline),
         };
@@ -594,38 +609,26 @@ pub fn print_line(text: &str) {
     let _ = writeln!(std::io::stdout(), "{text}");
 }
 
-/// The open-file limit of this process (RLIMIT_NOFILE, soft).
-pub fn open_file_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and has no other effect.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        1024
-    }
-}
-
-/// Raise the soft open-file limit to the hard one (lessons with many sockets need it).
-pub fn raise_open_file_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on our own process.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+/// The lesson binary's flags; the churn flags are listed in `--help` only for the lessons
+/// that have a churn phase (the others still parse them, to refuse them in words).
+fn parse_args(name: &str) -> LessonArgs {
+    use clap::{CommandFactory, FromArgMatches};
+    let churn = Catalog::builtin()
+        .program(name)
+        .is_some_and(|(lesson, _)| lesson.churn);
+    let mut cmd = LessonArgs::command();
+    if !churn {
+        for id in ChurnArgs::IDS {
+            cmd = cmd.mut_arg(id, |a| a.hide(true));
         }
     }
+    let matches = cmd.get_matches();
+    LessonArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// The `main` of every lesson binary: parse flags, run the lesson, report errors plainly.
 pub fn main(name: &str, body: fn(&mut Lab) -> Result<()>) -> ExitCode {
-    let args = LessonArgs::parse();
+    let args = parse_args(name);
     raise_open_file_limit();
     let result = Lab::new(name, args).and_then(|mut lab| {
         if lab.narrating() {
@@ -642,7 +645,7 @@ pub fn main(name: &str, body: fn(&mut Lab) -> Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{name}: {e:#}");
+            eprintln!("{name}: {}", crate::cli::describe_error(&e));
             ExitCode::FAILURE
         }
     }

@@ -7,7 +7,7 @@
 //! - [`facts`]: the names of the report's facts that tests read;
 //! - [`cli`]: the runner's subcommands; [`desk`]: the students' copies.
 
-pub mod catalog;
+pub use tcplab_catalog as catalog;
 pub mod cli;
 pub mod desk;
 pub mod facts;

@@ -83,7 +83,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tcplab: {e:#}");
+            eprintln!("tcplab: {}", cli::describe_error(&e));
             ExitCode::FAILURE
         }
     }

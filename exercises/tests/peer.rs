@@ -48,10 +48,7 @@ const SCRIPTS: &[(&str, Verdict)] = &[
     ("shutdown/shutdown-wr-close.pkt", Verdict::Pass),
 ];
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
+use tcplab_core::kernel::is_root;
 
 /// Run `tcplab peer` on one script, again while the peer itself was late.
 fn run(script: &Path, nobody: bool, extra: &[&str]) -> Output {

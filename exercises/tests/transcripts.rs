@@ -102,10 +102,7 @@ fn binary(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_BIN_EXE_tcplab")).with_file_name(name)
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use tcplab_core::kernel::is_root;
 
 fn transcript(name: &str) {
     transcript_as(name, name, &[]);

@@ -7,7 +7,7 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PyString};
-use tcplab_exercises::catalog::{Catalog, Choice, Verdict};
+use tcplab_catalog::{Catalog, Choice, Verdict};
 
 use crate::errors::type_name;
 

@@ -3,6 +3,7 @@
 //! - unknown names, out-of-range numbers: `ValueError`, listing what is valid;
 //! - wrong Python types: `TypeError`, naming the expected type;
 //! - the tracepoint backend without root: `PermissionError`, saying `backend="poll"` works;
+//! - sock_diag unusable: `tcplab.TcplabError`, saying `method="proc"` may work;
 //! - everything else (netlink, /proc, I/O): `tcplab.TcplabError`.
 
 use pyo3::create_exception;
@@ -30,9 +31,13 @@ pub fn to_py(err: Error) -> PyErr {
         Error::UnknownState { .. } | Error::UnknownName { .. } | Error::InvalidInput(_) => {
             PyValueError::new_err(err.to_string())
         }
-        Error::Permission(msg) => PyPermissionError::new_err(format!(
-            "{msg}. From Python: tcplab.trace(..., backend=\"poll\") works without root"
+        Error::TracepointNeedsRoot { .. } => PyPermissionError::new_err(format!(
+            "{err}; from Python: tcplab.trace(..., backend=\"poll\") works without root"
         )),
+        Error::Permission(msg) => PyPermissionError::new_err(msg),
+        Error::SockDiagUnavailable(_) => {
+            TcplabError::new_err(format!("{err}; try method=\"proc\""))
+        }
         other => TcplabError::new_err(other.to_string()),
     }
 }

@@ -3,21 +3,19 @@
 //! the transition table) and `tcplab.Connection`, a step-through of two endpoints for the
 //! board: call `close("client")`, then `deliver()` one segment at a time and watch the states.
 //!
-//! Left out on purpose: `Connection` is a small driver around core's `Tcb::step` (the same
-//! state machine the simulator uses); it has no scripted network (drops, delays), which is
-//! what `model()`'s scenarios are for.
+//! `Connection` is a thin face on core's `Simulator`, the same one `model()` runs a script
+//! on, so a step-through and a scenario give the same events. What it adds is wording: the
+//! call names, one line of text per step, and a clock that moves 1 ms per action.
 
-use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use tcplab_core::model::diagram as state_diagram;
-use tcplab_core::model::sim::{CLIENT_ISS, SERVER_ISS, addresses};
-use tcplab_core::model::{Call, Input, Options, Scenario, Segment, Tcb, Timer, ladder};
+use tcplab_core::model::sim::{LogEntry, Step};
+use tcplab_core::model::{Call, Network, Options, Scenario, Simulator, ladder};
 use tcplab_core::timeline::Side;
-use tcplab_core::{Event, Source, Timeline};
 
 use crate::errors::{TcplabError, to_py, type_name};
 use crate::timeline::PyTimeline;
@@ -138,63 +136,47 @@ pub fn diagram(rfc: bool) -> Diagram {
 }
 
 struct Conn {
-    opts: Options,
-    client: Tcb,
-    server: Tcb,
-    /// Segments in flight, oldest first: (receiver, segment).
-    pending: VecDeque<(Side, Segment)>,
-    now_us: u64,
-    timeline: Timeline,
+    sim: Simulator,
     log: Vec<String>,
 }
 
 /// Microseconds the step-through advances per action (so the Timeline is ordered).
 const STEP_US: u64 = 1000;
 
-fn other(side: Side) -> Side {
-    match side {
-        Side::Client => Side::Server,
-        Side::Server => Side::Client,
+fn line(step: &Step) -> String {
+    let out = &step.output;
+    let mut line = format!("{}: {} ({})", step.side, step.input.label(), out.why);
+    if !out.path.is_empty() {
+        line.push_str(&format!(", {} -> {}", out.from, out.to()));
     }
+    for seg in &out.send {
+        line.push_str(&format!(", sends {seg}"));
+    }
+    if let Some(e) = out.error {
+        line.push_str(&format!(", error: {e}"));
+    }
+    line
 }
 
 impl Conn {
-    fn tcb(&mut self, side: Side) -> &mut Tcb {
-        match side {
-            Side::Client => &mut self.client,
-            Side::Server => &mut self.server,
-        }
+    fn next_t(&self) -> u64 {
+        self.sim.now() + STEP_US
     }
 
-    fn feed(&mut self, side: Side, input: Input) -> String {
-        self.now_us += STEP_US;
-        let now = self.now_us;
-        let opts = self.opts;
-        let out = self.tcb(side).step(input, now, &opts);
-        let (local, remote) = addresses(side);
-        let mut from = out.from;
-        for &to in &out.path {
-            let mut ev = Event::new(now, local, remote, from.tcp(), to.tcp(), Source::Model);
-            ev.side = Some(side);
-            if let Input::Segment(s) = input {
-                ev.segment = Some(s.kind.label().to_string());
-            }
-            self.timeline.push(ev);
-            from = to;
-        }
-        let mut line = format!("{side}: {} ({})", input.label(), out.why);
-        if !out.path.is_empty() {
-            line.push_str(&format!(", {} -> {}", out.from, out.to()));
-        }
-        for seg in &out.send {
-            line.push_str(&format!(", sends {seg}"));
-            self.pending.push_back((other(side), *seg));
-        }
-        if let Some(e) = out.error {
-            line.push_str(&format!(", error: {e}"));
-        }
-        self.log.push(line.clone());
-        line
+    fn record(&mut self, step: &Step) -> String {
+        let l = line(step);
+        self.log.push(l.clone());
+        l
+    }
+
+    fn feed(&mut self, side: Side, call: Call) -> String {
+        let step = self.sim.feed(side, call, self.next_t());
+        self.record(&step)
+    }
+
+    fn deliver(&mut self) -> Option<String> {
+        let step = self.sim.deliver(self.next_t())?;
+        Some(self.record(&step))
     }
 }
 
@@ -204,6 +186,50 @@ fn parse_side(obj: &Bound<'_, PyAny>) -> PyResult<Side> {
 
 const CALLS: &str =
     "\"connect\", \"listen\", \"send\", \"read\", \"close\", \"shutdown\", \"abort\"";
+
+/// The name `call()` takes for a call (the first of its spellings).
+fn call_name(call: Call) -> &'static str {
+    match call {
+        Call::ActiveOpen => "connect",
+        Call::PassiveOpen => "listen",
+        Call::Send => "send",
+        Call::Read => "read",
+        Call::Close => "close",
+        Call::ShutdownWrite => "shutdown",
+        Call::Abort => "abort",
+    }
+}
+
+/// A scenario's steps in the order the model took them, as a script for `Connection`:
+/// `(call, side)` for a program call ("close", "client"), `("deliver", receiver)` for a
+/// segment's arrival and `("expire", side)` for a timer. Segments a scenario's network loses
+/// never arrive, so `Connection(network=scenario)` replays them without a `drop()`.
+///
+/// Example:
+///
+/// >>> import tcplab
+/// >>> tcplab.scenario_steps("client-close")[:3]
+/// [('listen', 'server'), ('connect', 'client'), ('deliver', 'server')]
+#[pyfunction]
+#[pyo3(signature = (scenario, rfc=false))]
+pub fn scenario_steps(
+    scenario: &Bound<'_, PyAny>,
+    rfc: bool,
+) -> PyResult<Vec<(&'static str, String)>> {
+    let name = text_arg(scenario, "scenario")?;
+    let sc: Scenario = name.parse().map_err(to_py)?;
+    let result = sc.run(&options(rfc));
+    Ok(result
+        .log
+        .iter()
+        .filter_map(|e| match e {
+            LogEntry::Call { side, call, .. } => Some((call_name(*call), side.to_string())),
+            LogEntry::Arrived { side, .. } => Some(("deliver", side.to_string())),
+            LogEntry::Timer { side, .. } => Some(("expire", side.to_string())),
+            _ => None,
+        })
+        .collect())
+}
 
 fn parse_call(obj: &Bound<'_, PyAny>) -> PyResult<Call> {
     let s = text_arg(obj, "call")?;
@@ -227,8 +253,10 @@ fn parse_call(obj: &Bound<'_, PyAny>) -> PyResult<Call> {
 ///
 /// `Connection()` starts ESTABLISHED on both sides (the handshake already delivered);
 /// `Connection(established=False)` starts with the server LISTEN and the client CLOSED.
+/// `network` names a scenario whose network to use (its losses and copies, see
+/// `scenarios()`); by default nothing is lost.
 /// Program calls: `close(side)`, `shutdown(side)`, `abort(side)`, `call(side, name)`.
-/// The network: `pending` lists segments in flight, `deliver()` delivers the oldest one,
+/// The network: `pending` lists segments in flight, `deliver()` delivers the next to arrive,
 /// `deliver_all()` all of them; `expire(side)` fires a side's next timer (TIME_WAIT's end).
 /// `client` and `server` are the states now; `timeline` the story so far.
 ///
@@ -256,48 +284,53 @@ impl Connection {
 #[pymethods]
 impl Connection {
     #[new]
-    #[pyo3(signature = (established=true, rfc=false))]
-    fn new(established: bool, rfc: bool) -> Connection {
+    #[pyo3(signature = (established=true, rfc=false, network=None))]
+    fn new(
+        established: bool,
+        rfc: bool,
+        network: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Connection> {
+        let network = match network {
+            None => Network::default(),
+            Some(obj) => {
+                let name = text_arg(obj, "network")?;
+                let sc: Scenario = name.parse().map_err(to_py)?;
+                sc.script().network()
+            }
+        };
         let mut conn = Conn {
-            opts: options(rfc),
-            client: Tcb::new(CLIENT_ISS),
-            server: Tcb::new(SERVER_ISS),
-            pending: VecDeque::new(),
-            now_us: 0,
-            timeline: Timeline::new(),
+            sim: Simulator::new(options(rfc), network),
             log: Vec::new(),
         };
-        conn.feed(Side::Server, Input::User(Call::PassiveOpen));
+        conn.feed(Side::Server, Call::PassiveOpen);
         if established {
-            conn.feed(Side::Client, Input::User(Call::ActiveOpen));
-            while let Some((to, seg)) = conn.pending.pop_front() {
-                conn.feed(to, Input::Segment(seg));
-            }
+            conn.feed(Side::Client, Call::ActiveOpen);
+            while conn.deliver().is_some() {}
         }
-        Connection {
+        Ok(Connection {
             inner: Mutex::new(conn),
-        }
+        })
     }
 
     /// The client's state now (netstat spelling).
     #[getter]
     fn client(&self) -> String {
-        self.lock().client.state.to_string()
+        self.lock().sim.tcb(Side::Client).state.to_string()
     }
 
     /// The server's state now (netstat spelling).
     #[getter]
     fn server(&self) -> String {
-        self.lock().server.state.to_string()
+        self.lock().sim.tcb(Side::Server).state.to_string()
     }
 
-    /// Segments in flight, oldest first: "client -> server: FIN+ACK seq=... ack=...".
+    /// Segments in flight, next to arrive first: "client -> server: FIN+ACK seq=... ack=...".
     #[getter]
     fn pending(&self) -> Vec<String> {
         self.lock()
-            .pending
-            .iter()
-            .map(|(to, seg)| format!("{} -> {to}: {seg}", other(*to)))
+            .sim
+            .in_flight()
+            .map(|f| format!("{} -> {}: {}", f.from(), f.to, f.segment))
             .collect()
     }
 
@@ -312,7 +345,7 @@ impl Connection {
     fn timeline(&self) -> PyTimeline {
         let c = self.lock();
         PyTimeline {
-            inner: c.timeline.clone(),
+            inner: c.sim.timeline().clone(),
             backend: None,
             note: Some("step-through on the RFC 9293 model".into()),
             ladder_text: None,
@@ -325,46 +358,44 @@ impl Connection {
     fn call(&self, side: &Bound<'_, PyAny>, name: &Bound<'_, PyAny>) -> PyResult<String> {
         let side = parse_side(side)?;
         let call = parse_call(name)?;
-        Ok(self.lock().feed(side, Input::User(call)))
+        Ok(self.lock().feed(side, call))
     }
 
     /// `close()` on one side ("client" or "server").
     fn close(&self, side: &Bound<'_, PyAny>) -> PyResult<String> {
         let side = parse_side(side)?;
-        Ok(self.lock().feed(side, Input::User(Call::Close)))
+        Ok(self.lock().feed(side, Call::Close))
     }
 
     /// `shutdown(SHUT_WR)` on one side: a FIN, and the side keeps reading.
     fn shutdown(&self, side: &Bound<'_, PyAny>) -> PyResult<String> {
         let side = parse_side(side)?;
-        Ok(self.lock().feed(side, Input::User(Call::ShutdownWrite)))
+        Ok(self.lock().feed(side, Call::ShutdownWrite))
     }
 
     /// `close()` with SO_LINGER {on, 0} on one side: a RST instead of a FIN.
     fn abort(&self, side: &Bound<'_, PyAny>) -> PyResult<String> {
         let side = parse_side(side)?;
-        Ok(self.lock().feed(side, Input::User(Call::Abort)))
+        Ok(self.lock().feed(side, Call::Abort))
     }
 
-    /// Deliver the oldest segment in flight; returns what the receiver did.
+    /// Deliver the next segment to arrive; returns what the receiver did.
     /// Raises TcplabError when nothing is in flight.
     fn deliver(&self) -> PyResult<String> {
-        let mut c = self.lock();
-        let Some((to, seg)) = c.pending.pop_front() else {
-            return Err(TcplabError::new_err(
+        self.lock().deliver().ok_or_else(|| {
+            TcplabError::new_err(
                 "no segment in flight: call close(), shutdown() or abort() on a side first",
-            ));
-        };
-        Ok(c.feed(to, Input::Segment(seg)))
+            )
+        })
     }
 
-    /// Drop the oldest segment in flight (the network lost it); returns it as text.
+    /// Drop the next segment to arrive (the network lost it); returns it as text.
     fn drop(&self) -> PyResult<String> {
         let mut c = self.lock();
-        let Some((to, seg)) = c.pending.pop_front() else {
+        let Some(f) = c.sim.drop() else {
             return Err(TcplabError::new_err("no segment in flight to drop"));
         };
-        let line = format!("network: dropped {} -> {to}: {seg}", other(to));
+        let line = format!("network: dropped {} -> {}: {}", f.from(), f.to, f.segment);
         c.log.push(line.clone());
         Ok(line)
     }
@@ -374,10 +405,10 @@ impl Connection {
         let mut c = self.lock();
         let mut out = Vec::new();
         for _ in 0..100 {
-            let Some((to, seg)) = c.pending.pop_front() else {
+            let Some(line) = c.deliver() else {
                 break;
             };
-            out.push(c.feed(to, Input::Segment(seg)));
+            out.push(line);
         }
         out
     }
@@ -387,23 +418,22 @@ impl Connection {
     fn expire(&self, side: &Bound<'_, PyAny>) -> PyResult<String> {
         let side = parse_side(side)?;
         let mut c = self.lock();
-        let next: Option<(u64, Timer)> = c.tcb(side).next_timer();
-        let Some((at, timer)) = next else {
+        let t = c.next_t();
+        let Some(step) = c.sim.expire(side, t) else {
             return Err(TcplabError::new_err(format!(
                 "the {side} has no timer running"
             )));
         };
-        c.now_us = c.now_us.max(at.saturating_sub(STEP_US));
-        Ok(c.feed(side, Input::Timer(timer)))
+        Ok(c.record(&step))
     }
 
     fn __repr__(&self) -> String {
         let c = self.lock();
         format!(
             "Connection(client {}, server {}, {} in flight)",
-            c.client.state,
-            c.server.state,
-            c.pending.len()
+            c.sim.tcb(Side::Client).state,
+            c.sim.tcb(Side::Server).state,
+            c.sim.in_flight().count()
         )
     }
 }
@@ -413,6 +443,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Connection>()?;
     m.add_function(wrap_pyfunction!(model, m)?)?;
     m.add_function(wrap_pyfunction!(scenarios, m)?)?;
+    m.add_function(wrap_pyfunction!(scenario_steps, m)?)?;
     m.add_function(wrap_pyfunction!(diagram, m)?)?;
     Ok(())
 }

@@ -126,3 +126,37 @@ def test_diagram_profiles_differ_on_time_wait_reopening() -> None:
         if line.startswith("SYN_SENT") and "RST" in line
     ]
     assert len(syn_sent_rst) == 1 and "rcv RST+ACK" in syn_sent_rst[0]
+
+
+def _events(t: tcplab.Timeline) -> list[tuple[str | None, str, str, str | None]]:
+    return [(e.side, e.from_state, e.to_state, e.segment) for e in t]
+
+
+@pytest.mark.parametrize("rfc", [False, True])
+def test_connection_replays_every_scenario(rfc: bool) -> None:
+    # The step-through and the scenario run on one simulator: replaying a scenario's steps by
+    # hand gives the same events, segment included, in the same order.
+    for name, _ in tcplab.scenarios():
+        steps = tcplab.scenario_steps(name, rfc=rfc)
+        assert steps[0] == ("listen", "server"), name
+        c = tcplab.Connection(established=False, rfc=rfc, network=name)
+        for action, side in steps[1:]:
+            if action == "deliver":
+                c.deliver()
+            elif action == "expire":
+                c.expire(side)
+            else:
+                c.call(side, action)
+        assert _events(c.timeline) == _events(tcplab.model(name, rfc=rfc)), name
+        assert c.pending == [], name
+
+
+def test_connection_segment_is_the_one_sent_on_a_call() -> None:
+    c = tcplab.Connection()
+    c.close("client")
+    c.abort("server")
+    events = list(c.timeline)[-2:]
+    assert [(e.side, e.to_state, e.segment) for e in events] == [
+        ("client", "FIN_WAIT1", "FIN+ACK"),
+        ("server", "CLOSE", "RST"),
+    ]

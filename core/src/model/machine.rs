@@ -71,23 +71,6 @@ impl State {
         }
     }
 
-    /// The RFC state for a Linux state (NEW_SYN_RECV, the request socket, is SYN-RECEIVED).
-    pub fn from_tcp(s: TcpState) -> State {
-        match s {
-            TcpState::Close => State::Closed,
-            TcpState::Listen => State::Listen,
-            TcpState::SynSent => State::SynSent,
-            TcpState::SynRecv | TcpState::NewSynRecv => State::SynReceived,
-            TcpState::Established => State::Established,
-            TcpState::FinWait1 => State::FinWait1,
-            TcpState::FinWait2 => State::FinWait2,
-            TcpState::CloseWait => State::CloseWait,
-            TcpState::Closing => State::Closing,
-            TcpState::LastAck => State::LastAck,
-            TcpState::TimeWait => State::TimeWait,
-        }
-    }
-
     /// States in which both sides' sequence numbers are known (RFC 9293 3.10.7.4).
     pub fn synchronized(self) -> bool {
         !matches!(self, State::Closed | State::Listen | State::SynSent)

@@ -20,4 +20,4 @@ pub use machine::{
     Call, Input, Options, Output, SegKind, Segment, State, Tcb, Timer, Timers, UserError,
 };
 pub use scenario::Scenario;
-pub use sim::{NetAction, NetRule, Script, SimResult, simulate};
+pub use sim::{NetAction, NetRule, Network, Script, SimResult, Simulator, simulate};

@@ -240,9 +240,7 @@ pub fn parse_ack(data: &[u8], seq: u32) -> Result<()> {
 /// A NETLINK_SOCK_DIAG socket with a large receive buffer and a receive timeout.
 fn open() -> Result<Socket> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(|e| {
-        Error::Netlink(format!(
-            "cannot open a NETLINK_SOCK_DIAG socket ({e}); try `--method proc`"
-        ))
+        Error::SockDiagUnavailable(format!("cannot open a NETLINK_SOCK_DIAG socket ({e})"))
     })?;
     socket
         .bind_auto()
@@ -398,14 +396,13 @@ fn receive_records(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(Error::Netlink(format!(
-                    "no reply from the kernel within {RECV_TIMEOUT_SECS} s; \
-                     try again or use `--method proc`"
+                return Err(Error::SockDiagUnavailable(format!(
+                    "no reply from the kernel within {RECV_TIMEOUT_SECS} s"
                 )));
             }
             Err(e) => {
-                return Err(Error::Netlink(format!(
-                    "cannot read the dump ({e}); try `--method proc`"
+                return Err(Error::SockDiagUnavailable(format!(
+                    "cannot read the dump ({e})"
                 )));
             }
         };
@@ -501,7 +498,9 @@ fn errno_error(what: &str, code: i32) -> Error {
     let hint = match code.saturating_neg() {
         libc::EINVAL => " (the kernel rejected the request or its port filter)",
         libc::ENOENT => " (is the inet_diag/tcp_diag module available?)",
-        libc::EPERM | libc::EACCES => " (not allowed here; try `--method proc`)",
+        libc::EPERM | libc::EACCES => {
+            return Error::SockDiagUnavailable(format!("{what}: {err} (not allowed here)"));
+        }
         _ => "",
     };
     Error::Netlink(format!("{what}: {err}{hint}"))

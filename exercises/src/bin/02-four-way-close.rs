@@ -17,11 +17,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tcplab_core::timeline::Side;
-use tcplab_core::{TcpState, sockets};
+use tcplab_core::{TcpState, kernel, sockets};
 use tcplab_exercises::catalog::Verdict;
 use tcplab_exercises::facts;
 use tcplab_exercises::lab::{self, Lab, Sides};
-use tcplab_exercises::lessons::wait;
 
 /// How long any single call may block.
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -38,7 +37,7 @@ fn run(lab: &mut Lab) -> Result<()> {
     // ANCHOR: connect
     lab.step(format!("The client connects to {addr}; the server accepts"));
     let mut client = sockets::connect(addr, IO_TIMEOUT).context("connect")?;
-    let (mut server, _) = wait::accept_timeout(&listener, IO_TIMEOUT).context("accept")?;
+    let (mut server, _) = sockets::accept_within(&listener, IO_TIMEOUT).context("accept")?;
     client.set_read_timeout(Some(IO_TIMEOUT))?;
     server.set_read_timeout(Some(IO_TIMEOUT))?;
     client.write_all(b"hello\n")?;
@@ -73,7 +72,7 @@ fn run(lab: &mut Lab) -> Result<()> {
              the server program to call close(). No timer moves it on; only a RST or an \
              unanswered keepalive could end it without the program.",
         );
-        let fin_timeout = wait::sysctl("net/ipv4/tcp_fin_timeout");
+        let fin_timeout = kernel::sysctl("net/ipv4/tcp_fin_timeout");
         lab.fact("tcp_fin_timeout", fin_timeout);
         if let Some(ms) = timer_ms(lab, TcpState::FinWait2)? {
             lab.fact("fin_wait2_timer_ms", ms);

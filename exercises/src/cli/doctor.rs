@@ -124,12 +124,6 @@ fn read_num(path: &str) -> Option<u64> {
     read_trim(path)?.parse().ok()
 }
 
-/// Whether the effective user is root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// A field of /proc/self/status.
 fn status_field(name: &str) -> Option<String> {
     let text = fs::read_to_string("/proc/self/status").ok()?;
@@ -200,7 +194,7 @@ fn environment() -> Environment {
         wsl2: kernel.to_lowercase().contains("microsoft")
             || std::env::var_os("WSL_DISTRO_NAME").is_some(),
         kernel,
-        root: is_root(),
+        root: tcplab_core::kernel::is_root(),
         container: container_kind(),
         seccomp: status_field("Seccomp")
             .and_then(|s| s.parse().ok())

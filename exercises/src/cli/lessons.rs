@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::runner::{self, BuildPlan, Progress, command_name};
 use crate::catalog::{Catalog, Choice, Lesson};
 use crate::desk;
+use crate::lessons::churn::ChurnArgs;
 use tcplab_core::Vocabulary;
 use tcplab_core::observe::trace::Backend;
 
@@ -34,12 +35,8 @@ pub struct PassThrough {
     /// How the binaries watch state changes.
     #[arg(long, value_parser = super::one_of::<Backend>())]
     pub backend: Option<Backend>,
-    /// Lessons 05 and 09: afterwards, run the churn generator this many seconds (at most 10).
-    #[arg(long, value_name = "SECS")]
-    pub churn_secs: Option<f64>,
-    /// With --churn-secs: connections per second to aim at instead of full speed.
-    #[arg(long, value_name = "PER_SEC", requires = "churn_secs")]
-    pub churn_rate: Option<f64>,
+    #[command(flatten)]
+    pub churn: ChurnArgs,
     /// Capture each binary's segments into DIR/BINARY.pcapng (open them in Wireshark: the
     /// state changes are packet comments).
     #[arg(long, value_name = "DIR")]
@@ -71,8 +68,7 @@ impl PassThrough {
             self.args()
         } else {
             PassThrough {
-                churn_secs: None,
-                churn_rate: None,
+                churn: ChurnArgs::default(),
                 ..self.clone()
             }
             .args()
@@ -102,12 +98,7 @@ impl PassThrough {
         if let Some(b) = self.backend {
             out.extend(["--backend".to_string(), b.name().to_string()]);
         }
-        if let Some(secs) = self.churn_secs {
-            out.extend(["--churn-secs".to_string(), secs.to_string()]);
-        }
-        if let Some(rate) = self.churn_rate {
-            out.extend(["--churn-rate".to_string(), rate.to_string()]);
-        }
+        out.extend(self.churn.to_args());
         out
     }
 }
@@ -458,7 +449,7 @@ fn show_lesson(
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let catalog = Catalog::builtin();
     let lesson = catalog.require(&args.lesson)?;
-    if args.pass.churn_secs.is_some() && !lesson.churn {
+    if args.pass.churn.given() && !lesson.churn {
         bail!(
             "--churn-secs is for lessons {}; lesson {} has no churn phase",
             catalog.churn_lessons().join(" and "),

@@ -75,12 +75,9 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("install signal handler")?;
     }
-    let cfg = TraceConfig {
-        ports: args.ports.clone(),
-        backend: args.backend,
-        poll_interval: Duration::from_secs_f64(args.interval_ms / 1000.0),
-        ..TraceConfig::default()
-    };
+    let cfg = TraceConfig::ports(&args.ports)
+        .with_backend(args.backend)
+        .with_interval(Duration::from_secs_f64(args.interval_ms / 1000.0));
     let tracer = Tracer::start(cfg)?;
     eprintln!("tcplab: {} backend: {}", tracer.backend(), tracer.note());
     if !args.json {

@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tcplab_core::TcpState;
+use tcplab_core::kernel::{self, errno_name};
 use tcplab_core::sockets;
 use tcplab_core::timeline::Side;
 
 use crate::catalog::Verdict;
 use crate::facts;
 use crate::lab::{Lab, Sides};
-use crate::lessons::net::{self, IO_TIMEOUT, Own, errno_name};
+use crate::lessons::net::{self, IO_TIMEOUT};
 
 /// What the server sends in part 1: 8 MiB, more than the send and receive buffers hold.
 pub const PAYLOAD_BYTES: usize = 8 << 20;
@@ -81,9 +82,8 @@ fn read_all(mut stream: TcpStream, pause: Duration) -> Received {
 }
 
 /// Part 2's client: send the request line and a body, read the reply to its end.
-fn request_with_body(addr: SocketAddr, own: &mut Own) -> io::Result<Received> {
+fn request_with_body(addr: SocketAddr) -> io::Result<Received> {
     let mut stream = net::connect(addr)?;
-    own.clients.push(stream.local_addr()?);
     let mut request = REQUEST_LINE.to_vec();
     request.extend(std::iter::repeat_n(b'x', REQUEST_BODY_BYTES));
     stream.write_all(&request)?;
@@ -118,21 +118,20 @@ pub fn run(
     let addr = listener.local_addr()?;
     lab.watch(addr.port())?;
     let payload = vec![b'.'; PAYLOAD_BYTES];
-    let mut own = Own::new(addr);
+    lab.only_address(addr);
 
     // Part 1: a payload bigger than the buffers, then close.
     lab.step(format!(
         "Part 1: the server on {addr} sends {} MiB and closes; the client reads at its own pace",
         PAYLOAD_BYTES >> 20
     ));
-    let abort_on_data = net::tcp_ext_counter("TCPAbortOnData");
+    let abort_on_data = kernel::tcp_ext_counter("TCPAbortOnData");
     let (served, got) = thread::scope(|scope| -> Result<_> {
         let server = scope.spawn(|| -> io::Result<()> {
             let stream = net::accept_within(&listener, IO_TIMEOUT)?;
             send_and_close(stream, &payload)
         });
         let client = net::connect(addr).context("connect")?;
-        own.clients.push(client.local_addr()?);
         let got = read_all(client, READ_PAUSE);
         let served = server.join().expect("the server thread panicked");
         Ok((served, got))
@@ -155,9 +154,9 @@ pub fn run(
             errno_name(e)
         )),
     }
-    let seen1 = own.wait_until(lab, Duration::from_secs(2), settled)?;
+    let seen1 = lab.wait_until(Duration::from_secs(2), settled)?;
     lab.say(format!("kernel says: {}", seen1.describe()));
-    let abort_on_data = net::counter_growth("TCPAbortOnData", abort_on_data);
+    let abort_on_data = kernel::tcp_ext_growth("TCPAbortOnData", abort_on_data);
     if let Some(grew) = abort_on_data {
         lab.say(format!(
             "the kernel's counter TcpExtTCPAbortOnData, where Linux counts a close() with \
@@ -190,13 +189,13 @@ pub fn run(
         "Part 2: the client sends a request line and {REQUEST_BODY_BYTES} more bytes; the \
          server reads only the line, answers and closes"
     ));
-    let abort_on_close = net::tcp_ext_counter("TCPAbortOnClose");
+    let abort_on_close = kernel::tcp_ext_counter("TCPAbortOnClose");
     let (served2, got2) = thread::scope(|scope| -> Result<_> {
         let server = scope.spawn(|| -> io::Result<()> {
             let stream = net::accept_within(&listener, IO_TIMEOUT)?;
             answer_and_close(stream)
         });
-        let got = request_with_body(addr, &mut own).context("part 2 client")?;
+        let got = request_with_body(addr).context("part 2 client")?;
         let served = server.join().expect("the server thread panicked");
         Ok((served, got))
     })?;
@@ -215,11 +214,11 @@ pub fn run(
             errno_name(e)
         )),
     }
-    let seen = own.wait_until(lab, Duration::from_secs(2), |s| {
+    let seen = lab.wait_until(Duration::from_secs(2), |s| {
         settled(s) && (s.count(Side::Server, TcpState::TimeWait) > tw1 || is_reset(&got2.error))
     })?;
     lab.say(format!("kernel says: {}", seen.describe()));
-    let abort_on_close = net::counter_growth("TCPAbortOnClose", abort_on_close);
+    let abort_on_close = kernel::tcp_ext_growth("TCPAbortOnClose", abort_on_close);
     if let Some(grew) = abort_on_close {
         lab.say(format!(
             "the kernel's counter TcpExtTCPAbortOnClose (close() with unread data) grew by \

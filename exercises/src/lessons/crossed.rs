@@ -32,7 +32,6 @@ use tcplab_core::timeline::Side;
 use crate::catalog::Verdict;
 use crate::lab::Lab;
 use crate::lessons::scripted::{self, STEP_TIMEOUT};
-use crate::lessons::wait;
 
 /// The address the server appears to have, to the client.
 const SERVER_SEEN_AT: Ipv4Addr = REMOTE_IP;
@@ -158,7 +157,8 @@ fn lesson(
         tcplab_core::peer::link::DEVICE
     ));
     let client = tcplab_core::sockets::connect(target, STEP_TIMEOUT).context("connect")?;
-    let (server, _) = wait::accept_timeout(listener, STEP_TIMEOUT).context("accept")?;
+    let (server, _) =
+        tcplab_core::sockets::accept_within(listener, STEP_TIMEOUT).context("accept")?;
     let open = lab.wait_until(STEP_TIMEOUT, |s| {
         s.count(Side::Client, TcpState::Established) == 1
             && s.count(Side::Server, TcpState::Established) == 1

@@ -99,7 +99,6 @@ pub fn run(
         echoed,
         "the kernel is waiting for this program to call close(). Each one holds a file descriptor.",
         "the server closed each socket when read() returned 0",
-        |lab, timeout, done| lab.wait_until(timeout, done),
     )?;
     lab.finish(verdict, seen, &why)?;
     stop.store(true, Ordering::Relaxed);
@@ -111,17 +110,15 @@ pub fn run(
 /// (every connection in CLOSE_WAIT facing FIN_WAIT2, or gone facing TIME_WAIT), give the server
 /// [`CLOSE_GRACE`] to close, then call it a leak if CLOSE_WAIT is left, clean if every
 /// connection ended in TIME_WAIT on the clients, and an error if neither is in view.
-/// `wait` asks the kernel (the lesson's own connections) until its condition holds.
 pub fn grade(
     lab: &mut Lab,
     n: usize,
     echoed: usize,
     why_close_wait: &str,
     why_clean: &str,
-    wait: impl Fn(&Lab, Duration, &dyn Fn(&Sides) -> bool) -> Result<Sides>,
 ) -> Result<(Verdict, String, Sides)> {
     lab.step("What the kernel shows once the FINs have been answered");
-    wait(lab, Duration::from_secs(3), &|s: &Sides| {
+    lab.wait_until(Duration::from_secs(3), |s: &Sides| {
         s.count(Side::Server, TcpState::Established) == 0
             && s.count(Side::Server, TcpState::CloseWait)
                 == s.count(Side::Client, TcpState::FinWait2)
@@ -129,7 +126,7 @@ pub fn grade(
                 == n
     })?;
     // Every FIN has arrived; the server gets the grace period to close before grading.
-    let seen = wait(lab, CLOSE_GRACE, &|s: &Sides| {
+    let seen = lab.wait_until(CLOSE_GRACE, |s: &Sides| {
         s.count(Side::Server, TcpState::CloseWait) == 0
             && s.count(Side::Client, TcpState::TimeWait) == n
     })?;

@@ -10,18 +10,18 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
 use anyhow::Result;
+use tcplab_core::kernel::errno_name;
 use tcplab_core::timeline::Side;
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
 use crate::facts;
 use crate::lab::{Lab, Sides};
-use crate::lessons::net::{self, IO_TIMEOUT, Own, errno_name};
+use crate::lessons::net::{self, IO_TIMEOUT};
 
 /// The client's request.
 pub const REQUEST: &[u8] = b"REPORT everything\n";
@@ -45,9 +45,6 @@ struct Served {
 /// Read the request to EOF, prepare, send the reply, close.
 fn server(listener: &std::net::TcpListener) -> io::Result<Served> {
     let mut stream = net::accept_within(listener, IO_TIMEOUT)?;
-    if let Some(own) = OWN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-        own.clients.push(stream.peer_addr()?);
-    }
     let mut request = Vec::new();
     stream.read_to_end(&mut request)?; // returns at the client's FIN: the request is complete
     thread::sleep(PREPARE);
@@ -75,36 +72,10 @@ fn server(listener: &std::net::TcpListener) -> io::Result<Served> {
     })
 }
 
-/// The view [`show_half_closed`] saw, for the report.
-static HALF_CLOSED: Mutex<Option<Sides>> = Mutex::new(None);
-
-/// The lesson's connection (the server fills in the client's address when it accepts), so
-/// the kernel's view counts only our sockets.
-static OWN: Mutex<Option<Own>> = Mutex::new(None);
-
-fn own() -> Option<Own> {
-    OWN.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-/// Poll our connection's sockets until `done` holds or `timeout` passes.
-fn wait_own(lab: &Lab, timeout: Duration, done: impl Fn(&Sides) -> bool) -> Result<Sides> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let sides = match own() {
-            Some(own) if !own.clients.is_empty() => own.sides(lab)?,
-            _ => Sides::default(),
-        };
-        if done(&sides) || std::time::Instant::now() >= deadline {
-            return Ok(sides);
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Call right after the client has said it is done sending: waits until the kernel shows the
 /// half-closed connection (server CLOSE_WAIT, client FIN_WAIT2) and narrates it.
 pub fn show_half_closed(lab: &Lab) -> Result<Sides> {
-    let seen = wait_own(lab, Duration::from_secs(1), |s| {
+    let seen = lab.wait_until(Duration::from_secs(1), |s| {
         s.count(Side::Server, TcpState::CloseWait) == 1
             && s.count(Side::Client, TcpState::FinWait2) == 1
     })?;
@@ -117,7 +88,14 @@ pub fn show_half_closed(lab: &Lab) -> Result<Sides> {
          These states look the same after close() and after shutdown(Write): only the client \
          program knows whether it can still read the reply.",
     );
-    *HALF_CLOSED.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen.clone());
+    lab.fact(
+        facts::HALF_CLOSED_SERVER_CLOSE_WAIT,
+        seen.count(Side::Server, TcpState::CloseWait),
+    );
+    lab.fact(
+        facts::HALF_CLOSED_CLIENT_FIN_WAIT2,
+        seen.count(Side::Client, TcpState::FinWait2),
+    );
     Ok(seen)
 }
 
@@ -136,7 +114,7 @@ pub fn run(lab: &mut Lab, client: fn(&Lab, SocketAddr) -> Result<Vec<u8>>) -> Re
     let listener = sockets::loopback_listener(false)?;
     let addr = listener.local_addr()?;
     lab.watch(addr.port())?;
-    *OWN.lock().unwrap_or_else(|e| e.into_inner()) = Some(Own::new(addr));
+    lab.only_address(addr);
     lab.step(format!(
         "A server on {addr} reads a request up to EOF, prepares a {REPLY_BYTES}-byte reply for \
          {} ms, sends it and closes",
@@ -170,7 +148,7 @@ pub fn run(lab: &mut Lab, client: fn(&Lab, SocketAddr) -> Result<Vec<u8>>) -> Re
         "client: received {} of {REPLY_BYTES} reply bytes",
         reply.len()
     ));
-    let seen = wait_own(lab, Duration::from_secs(2), ended)?;
+    let seen = lab.wait_until(Duration::from_secs(2), ended)?;
     lab.say(format!("kernel says: {}", seen.describe()));
     let client_time_wait = seen.count(Side::Client, TcpState::TimeWait);
     lab.fact("request_bytes", served.request_bytes);
@@ -179,17 +157,6 @@ pub fn run(lab: &mut Lab, client: fn(&Lab, SocketAddr) -> Result<Vec<u8>>) -> Re
     lab.fact(facts::REPLY_BYTES_RECEIVED, reply.len());
     lab.fact(facts::SERVER_ERROR, served.error.as_ref().map(errno_name));
     lab.fact(facts::CLIENT_TIME_WAIT, client_time_wait);
-    let half = HALF_CLOSED.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(half) = half {
-        lab.fact(
-            facts::HALF_CLOSED_SERVER_CLOSE_WAIT,
-            half.count(Side::Server, TcpState::CloseWait),
-        );
-        lab.fact(
-            facts::HALF_CLOSED_CLIENT_FIN_WAIT2,
-            half.count(Side::Client, TcpState::FinWait2),
-        );
-    }
 
     let (verdict, why) = if reply.len() < REPLY_BYTES && client_time_wait == 0 {
         lab.say(

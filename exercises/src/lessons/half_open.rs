@@ -34,7 +34,6 @@ use tcplab_core::peer::wire::Wire;
 use crate::catalog::Verdict;
 use crate::lab::Lab;
 use crate::lessons::scripted::{self, Peer, STEP_TIMEOUT, state_of};
-use crate::lessons::wait;
 
 /// How long the lesson watches the server's socket after the peer vanished. The fixed
 /// server's keepalive (1 s idle, 2 probes 1 s apart) ends it after about 3 s.
@@ -64,7 +63,7 @@ pub fn run(lab: &mut Lab, listen: Listen, handle: Handle) -> Result<()> {
     let listener = listen(SocketAddr::from((LOCAL_IP, 0))).context("the server's listen()")?;
     let server = listener.local_addr()?;
     lab.watch(server.port())?;
-    let sysctl = |knob: &str| wait::sysctl(&format!("net/ipv4/{knob}"));
+    let sysctl = |knob: &str| tcplab_core::kernel::sysctl(&format!("net/ipv4/{knob}"));
     lab.fact("tcp_keepalive_time", sysctl("tcp_keepalive_time"));
     lab.fact("tcp_keepalive_intvl", sysctl("tcp_keepalive_intvl"));
     lab.fact("tcp_keepalive_probes", sysctl("tcp_keepalive_probes"));
@@ -73,7 +72,7 @@ pub fn run(lab: &mut Lab, listen: Listen, handle: Handle) -> Result<()> {
     let served = {
         let stop = stop.clone();
         std::thread::spawn(move || -> io::Result<()> {
-            let (stream, _) = wait::accept_timeout(&listener, STEP_TIMEOUT)?;
+            let (stream, _) = tcplab_core::sockets::accept_within(&listener, STEP_TIMEOUT)?;
             stream.set_read_timeout(Some(READ_POLL))?;
             stream.set_write_timeout(Some(STEP_TIMEOUT))?;
             handle(stream, &stop)

@@ -25,7 +25,6 @@ use tcplab_core::peer::script::{TCP_ACK, TCP_FIN, TCP_RST};
 use crate::catalog::Verdict;
 use crate::lab::Lab;
 use crate::lessons::scripted::{self, Peer, STEP_TIMEOUT, row, state_of};
-use crate::lessons::wait;
 
 /// How long the peer withholds its last ACK after the server's first FIN: two resends (about
 /// 200 ms and 600 ms after it), with the third (about 1.4 s) well after.
@@ -42,10 +41,10 @@ pub fn run(lab: &mut Lab, serve: Serve) -> Result<()> {
     lab.watch(server.port())?;
     lab.fact(
         "tcp_orphan_retries",
-        wait::sysctl("net/ipv4/tcp_orphan_retries"),
+        tcplab_core::kernel::sysctl("net/ipv4/tcp_orphan_retries"),
     );
     let served = std::thread::spawn(move || -> io::Result<()> {
-        let (stream, _) = wait::accept_timeout(&listener, STEP_TIMEOUT)?;
+        let (stream, _) = tcplab_core::sockets::accept_within(&listener, STEP_TIMEOUT)?;
         stream.set_read_timeout(Some(STEP_TIMEOUT))?;
         stream.set_write_timeout(Some(STEP_TIMEOUT))?;
         serve(stream)

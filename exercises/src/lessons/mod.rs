@@ -19,4 +19,3 @@ pub mod restart;
 pub mod scripted;
 pub mod stuck;
 pub mod time_wait;
-pub mod wait;

@@ -176,32 +176,10 @@ pub fn set_ipv4_sysctl(name: &str, value: &str) -> Result<()> {
     std::fs::write(&path, value).with_context(|| format!("write {value:?} to {path}"))
 }
 
-/// The counters of one line pair of a /proc/net MIB file (`Tcp:` in /proc/net/snmp, `TcpExt:`
-/// in /proc/net/netstat), by name, of this process's network namespace; empty when the file
-/// cannot be read. In a namespace of the lesson's own they count only the lesson's traffic.
-pub fn mib_counters(file: &str, prefix: &str) -> std::collections::HashMap<String, u64> {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    let mut lines = text.lines().filter(|l| l.starts_with(prefix));
-    match (lines.next(), lines.next()) {
-        (Some(names), Some(values)) => names
-            .split_whitespace()
-            .zip(values.split_whitespace())
-            .skip(1)
-            .filter_map(|(n, v)| Some((n.to_string(), v.parse().ok()?)))
-            .collect(),
-        _ => Default::default(),
-    }
-}
-
-/// The namespace's TcpExt counters (/proc/net/netstat).
-pub fn tcp_ext_counters() -> std::collections::HashMap<String, u64> {
-    mib_counters("/proc/net/netstat", "TcpExt:")
-}
-
 /// Resets this namespace's TCP has sent so far: `Tcp: OutRsts` of /proc/net/snmp (every RST,
 /// whether from SO_LINGER 0, unread data at close, or an answer to a segment for no socket).
 pub fn resets_sent() -> u64 {
-    mib_counters("/proc/net/snmp", "Tcp:")
+    tcplab_core::kernel::tcp_counters()
         .get("OutRsts")
         .copied()
         .unwrap_or(0)

@@ -40,7 +40,7 @@ use tcplab_core::{TcpState, sockets};
 use crate::catalog::Verdict;
 use crate::facts;
 use crate::lab::Lab;
-use crate::lessons::{churn, netns, wait};
+use crate::lessons::{churn, netns};
 
 /// The ephemeral port range set inside the namespace: 100 ports.
 pub const PORT_RANGE: (u16, u16) = (40000, 40099);
@@ -281,8 +281,8 @@ fn host_setup(lab: &mut Lab, refused: &netns::Refused) -> Result<(TcpListener, (
         (u32::from(range.1) << 16) | u32::from(range.0),
         Ordering::Relaxed,
     );
-    let reuse = wait::sysctl("net/ipv4/tcp_tw_reuse");
-    let delay = wait::sysctl("net/ipv4/tcp_tw_reuse_delay");
+    let reuse = tcplab_core::kernel::sysctl("net/ipv4/tcp_tw_reuse");
+    let delay = tcplab_core::kernel::sysctl("net/ipv4/tcp_tw_reuse_delay");
     let ports = range.1 - range.0 + 1;
     lab.say(format!(
         "each of the client's sockets gets IP_LOCAL_PORT_RANGE = {} {} ({ports} ports, Linux \
@@ -632,7 +632,7 @@ fn grade(
 /// TcpExt TWRecycled of this network namespace: connect() calls that took over a TIME_WAIT
 /// socket's port (tcp_tw_reuse).
 fn tw_recycled() -> u64 {
-    netns::tcp_ext_counters()
+    tcplab_core::kernel::tcp_ext_counters()
         .get("TWRecycled")
         .copied()
         .unwrap_or(0)

@@ -18,26 +18,15 @@ use tcplab_core::{TcpState, sockets};
 use crate::catalog::Verdict;
 use crate::facts;
 use crate::lab::Lab;
-use crate::lessons::wait;
 
 /// How long any single call may block.
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The name of an errno, for the report ("EADDRINUSE").
-pub fn errno_name(err: &io::Error) -> String {
-    match err.raw_os_error() {
-        Some(libc::EADDRINUSE) => "EADDRINUSE".to_string(),
-        Some(libc::EACCES) => "EACCES".to_string(),
-        Some(libc::EADDRNOTAVAIL) => "EADDRNOTAVAIL".to_string(),
-        Some(libc::EINVAL) => "EINVAL".to_string(),
-        Some(n) => format!("errno {n}"),
-        None => err.kind().to_string(),
-    }
-}
+pub use tcplab_core::kernel::errno_name;
 
 /// Accept one connection, send a goodbye and close first (the server is the active closer).
 fn serve_one_and_close_first(listener: &TcpListener) -> Result<()> {
-    let (mut stream, _) = wait::accept_timeout(listener, IO_TIMEOUT).context("accept")?;
+    let (mut stream, _) = sockets::accept_within(listener, IO_TIMEOUT).context("accept")?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.write_all(b"bye\n").context("send")?;
     drop(stream); // close() first: this side will hold TIME_WAIT

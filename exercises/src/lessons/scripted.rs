@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tcplab_core::TcpState;
+use tcplab_core::kernel::is_root;
 use tcplab_core::observe::SocketRow;
-use tcplab_core::observe::trace::is_root;
 use tcplab_core::peer::link::{DEVICE, Link, LinkKind, REMOTE_IP, Sent};
 use tcplab_core::peer::run::{REMOTE_ISN, REMOTE_PORT};
 use tcplab_core::peer::script::{TCP_ACK, TCP_SYN, TcpOpt};

@@ -105,16 +105,9 @@ fn total_retrans(stream: &TcpStream) -> Result<u32> {
     Ok(info.tcpi_total_retrans)
 }
 
-/// TcpExt TCPChallengeACK from /proc/net/netstat: challenge ACKs this network namespace sent.
+/// TcpExt TCPChallengeACK: challenge ACKs this network namespace sent.
 fn challenge_acks() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
-    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
-    let names = lines.next()?.split_whitespace();
-    let values = lines.next()?.split_whitespace();
-    names
-        .zip(values)
-        .find(|(n, _)| *n == "TCPChallengeACK")
-        .and_then(|(_, v)| v.parse().ok())
+    tcplab_core::kernel::tcp_ext_counter("TCPChallengeACK")
 }
 
 /// Run the lesson with the server started by `start`.

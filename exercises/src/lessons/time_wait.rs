@@ -20,7 +20,6 @@ use crate::facts;
 use crate::lab::Lab;
 use crate::lessons::churn::{self, Closer};
 use crate::lessons::netns;
-use crate::lessons::wait;
 
 /// The server's reply on every connection.
 pub const REPLY: &[u8] = b"hello from the server\n";
@@ -56,7 +55,7 @@ pub fn run(lab: &mut Lab, serve: Handler, client: Handler) -> Result<()> {
     lab.watch(addr.port())?;
     let server = std::thread::spawn(move || -> Result<usize> {
         for i in 0..n {
-            let (stream, _) = wait::accept_timeout(&listener, IO_TIMEOUT)
+            let (stream, _) = sockets::accept_within(&listener, IO_TIMEOUT)
                 .with_context(|| format!("accept connection {}", i + 1))?;
             stream.set_read_timeout(Some(IO_TIMEOUT))?;
             stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -261,7 +260,7 @@ fn run_churn(lab: &mut Lab, cfg: churn::Config) -> Result<()> {
                 "connect() took over a client port still in TIME_WAIT (older than 1 s): \
                  tcp_tw_reuse is {} here, and 2 allows it on loopback. The kernel's counter \
                  (TcpExt TWRecycled) says {} times",
-                super::wait::sysctl("net/ipv4/tcp_tw_reuse")
+                tcplab_core::kernel::sysctl("net/ipv4/tcp_tw_reuse")
                     .map_or("unknown".to_string(), |v| v.to_string()),
                 report
                     .tw_recycled

@@ -67,8 +67,7 @@ pub fn run_with_env(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Value {
 /// 65534 (nobody) through `setpriv`, from a copy in a world-readable folder (the build folder
 /// may not be); as anyone else, as that user, who already is unprivileged.
 pub fn run_unprivileged(name: &str, extra: &[&str]) -> Value {
-    // SAFETY: geteuid has no preconditions and no side effects.
-    let report = if unsafe { libc::geteuid() } != 0 {
+    let report = if !tcplab_core::kernel::is_root() {
         run(name, extra)
     } else {
         let dir = std::env::temp_dir().join(format!("tcplab-unpriv-{}-{name}", std::process::id()));

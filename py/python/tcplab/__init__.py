@@ -7,8 +7,8 @@
   ``ladder()``).
 - ``lessons()`` and ``run()``: the lesson catalog, and a lesson binary run in a child process
   with its kernel-graded verdict.
-- ``model()``, ``scenarios()``, ``Connection`` and ``diagram()``: the RFC 9293 model, for
-  the board.
+- ``model()``, ``scenarios()``, ``scenario_steps()``, ``Connection`` and ``diagram()``: the
+  RFC 9293 model, for the board.
 
 Everything is a thin face over the Rust crate tcplab-core (module ``tcplab._native``).
 
@@ -40,6 +40,7 @@ from ._native import (
     diagram,
     is_root,
     model,
+    scenario_steps,
     scenarios,
     snapshot,
     state_name,
@@ -95,6 +96,7 @@ __all__ = [
     "lessons",
     "model",
     "run",
+    "scenario_steps",
     "scenarios",
     "snapshot",
     "state_name",

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The catalog file's text, as built into this binary.
-pub const CATALOG_TOML: &str = include_str!("../lessons.toml");
+pub const CATALOG_TOML: &str = include_str!("../../lessons.toml");
 
 /// The verdict a lesson binary gives, graded by what the kernel showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

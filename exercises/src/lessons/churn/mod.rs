@@ -9,6 +9,9 @@
 //! kernel finishes the handshake inside connect() and delivers each FIN inside close(), so
 //! a task only waits on tokio's reactor when the kernel says "not yet".
 //!
+//! This module is the engine (the benches run it alone); [`lesson`] holds the lesson side:
+//! the flags, and the narration and facts of a churn inside a lesson.
+//!
 //! Left out on purpose: any payload (a connection here is connect, one close each way),
 //! tuning (tcp_tw_reuse, congestion control), and IPv6.
 
@@ -25,8 +28,8 @@ use tcplab_core::{TcpState, sockets};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::facts;
-use crate::lab::{Lab, print_line};
+mod lesson;
+pub use lesson::{ChurnArgs, run_in_lesson};
 
 pub use tcplab_core::limits::{
     MAX_CHURN_RATE as MAX_RATE, MAX_CHURN_SECS as MAX_SECS, MIN_CHURN_RATE as MIN_RATE,
@@ -76,21 +79,6 @@ impl Config {
             ports: TASKS,
             stop_when_exhausted: false,
         }
-    }
-
-    /// The churn a lesson's flags ask for (`--churn-secs`, `--churn-rate`), checked, or `None`
-    /// without `--churn-secs`. Lessons call it first, so that a bad value is refused before
-    /// anything runs.
-    pub fn from_lesson_args(lab: &Lab, closer: Closer) -> Result<Option<Config>> {
-        let Some(secs) = lab.args.churn_secs else {
-            return Ok(None);
-        };
-        let cfg = Config {
-            rate: lab.args.churn_rate,
-            ..Config::new(secs, closer)
-        };
-        cfg.check()?;
-        Ok(Some(cfg))
     }
 
     /// Refuse values the churn cannot honour, with what to do instead.
@@ -221,7 +209,7 @@ pub fn run(cfg: Config, mut on_sample: impl FnMut(&Sample)) -> Result<ChurnRepor
     }
     drop(listeners);
 
-    let counters0 = super::netns::tcp_ext_counters();
+    let counters0 = tcplab_core::kernel::tcp_ext_counters();
     let cpu0 = cpu_secs();
     let mut workers = Vec::new();
     for (w, mine) in tasks.into_iter().enumerate() {
@@ -281,7 +269,7 @@ pub fn run(cfg: Config, mut on_sample: impl FnMut(&Sample)) -> Result<ChurnRepor
     // Each task finishes the connection it is on (at most CONN_TIMEOUT), then its worker ends.
     join_all(workers)?;
     sampled?;
-    let counters = super::netns::tcp_ext_counters();
+    let counters = tcplab_core::kernel::tcp_ext_counters();
     let delta = |name: &str| Some(counters.get(name)? - counters0.get(name)?);
 
     let peak = samples
@@ -312,88 +300,10 @@ pub fn run(cfg: Config, mut on_sample: impl FnMut(&Sample)) -> Result<ChurnRepor
         cpu_secs: cpu,
         samples,
         peak_time_wait: peak,
-        tcp_max_tw_buckets: super::wait::sysctl("net/ipv4/tcp_max_tw_buckets"),
+        tcp_max_tw_buckets: tcplab_core::kernel::sysctl("net/ipv4/tcp_max_tw_buckets"),
         tw_recycled: delta("TWRecycled"),
         tw_overflow: delta("TCPTimeWaitOverflow"),
     })
-}
-
-/// Run the churn inside a lesson: narrate the samples as they come (about one a second),
-/// then what it did, and record the common `churn_*` facts. The lesson adds its arithmetic.
-/// `cfg` comes from [`Config::from_lesson_args`], already checked ([`run`] checks it again).
-pub fn run_in_lesson(lab: &mut Lab, cfg: Config) -> Result<ChurnReport> {
-    let who = match cfg.closer {
-        Closer::Server => "the server",
-        Closer::Client => "the client",
-    };
-    let pace = match cfg.rate {
-        Some(r) => format!("at {r:.0} connections/s"),
-        None => "as fast as two cores allow".to_string(),
-    };
-    let ports = if cfg.ports == 1 {
-        "one listener port".to_string()
-    } else {
-        format!("{} listener ports", cfg.ports)
-    };
-    lab.step(format!(
-        "Churn for {} s: {TASKS} tokio tasks on {WORKERS} threads open and close connections to \
-         {ports} {pace}, {who} closing first",
-        cfg.secs
-    ));
-    let narrating = lab.narrating();
-    let show = |s: &Sample| {
-        print_line(&format!(
-            "    t={:>5.1} s  connections {:>7}  TIME_WAIT server {:>6} client {:>6}  (snapshot {:.0} ms)",
-            s.t_ms as f64 / 1000.0,
-            s.connections,
-            s.server_time_wait,
-            s.client_time_wait,
-            s.snapshot_ms
-        ))
-    };
-    // About one line a second while it runs, and always the last sample.
-    let mut last_shown: Option<u64> = None;
-    let report = run(cfg, |s| {
-        if narrating && last_shown.is_none_or(|t| s.t_ms >= t + 900) {
-            last_shown = Some(s.t_ms);
-            show(s);
-        }
-    })?;
-    if let Some(last) = report.samples.last()
-        && narrating
-        && last_shown != Some(last.t_ms)
-    {
-        show(last);
-    }
-    let per_cpu = report.connections as f64 / report.cpu_secs.max(1e-3);
-    lab.say(format!(
-        "{} connections in {:.2} s: {:.0} connections/s ({} failed); peak TIME_WAIT {}",
-        report.connections, report.secs, report.rate_per_sec, report.failed, report.peak_time_wait
-    ));
-    lab.say(format!(
-        "this process used {:.2} CPU-seconds: {per_cpu:.0} connections per CPU-second (on a busy \
-         machine the wall-clock rate is lower than what two free cores would do)",
-        report.cpu_secs
-    ));
-    lab.fact(facts::CHURN_CLOSER, report.closer);
-    lab.fact(facts::CHURN_SECS, report.secs);
-    lab.fact(facts::CHURN_TARGET_RATE, report.target_rate);
-    lab.fact(facts::CHURN_PORTS, report.ports);
-    lab.fact(facts::CHURN_CONNECTIONS, report.connections);
-    lab.fact(facts::CHURN_FAILED, report.failed);
-    lab.fact(facts::CHURN_EXHAUSTED, report.exhausted);
-    lab.fact(
-        facts::CHURN_RATE_PER_SEC,
-        report.rate_per_sec.round() as u64,
-    );
-    lab.fact("churn_cpu_secs", report.cpu_secs);
-    lab.fact("churn_per_cpu_sec", per_cpu.round() as u64);
-    lab.fact(facts::CHURN_PEAK_TIME_WAIT, report.peak_time_wait);
-    lab.fact(facts::TCP_MAX_TW_BUCKETS, report.tcp_max_tw_buckets);
-    lab.fact("churn_tw_recycled", report.tw_recycled);
-    lab.fact("churn_tw_overflow", report.tw_overflow);
-    lab.fact(facts::CHURN_SAMPLES, &report.samples);
-    Ok(report)
 }
 
 fn join_all(workers: Vec<std::thread::JoinHandle<io::Result<()>>>) -> Result<()> {
