@@ -254,6 +254,51 @@ impl fmt::Display for Conn {
     }
 }
 
+/// What one endpoint said to another, read from the segments between them: counts of the
+/// flags that end or start a connection, and how far the byte stream got. The numbers are
+/// relative (the SYN takes sequence number 0, the first data byte 1), so the counts are bytes
+/// of the stream, each counted once however often it was retransmitted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Sent {
+    pub segments: usize,
+    pub syn: usize,
+    pub fin: usize,
+    pub rst: usize,
+    /// Bytes of the stream that left `from` (the highest data byte sent).
+    pub bytes: u32,
+    /// Of those, how many `to` acknowledged (its highest ACK, less the SYN and any FIN).
+    pub acked: u32,
+}
+
+impl Sent {
+    /// Summarize the segments from `from` to `to`, and the ACKs coming back.
+    pub fn between(segments: &[Segment], from: SocketAddr, to: SocketAddr) -> Sent {
+        let mut out = Sent::default();
+        let mut highest_ack = 0u32;
+        for s in segments {
+            if s.src == from && s.dst == to {
+                out.segments += 1;
+                out.syn += usize::from(s.has(Flag::Syn));
+                out.fin += usize::from(s.has(Flag::Fin));
+                out.rst += usize::from(s.has(Flag::Rst));
+                if s.len > 0 {
+                    // Data starts at relative sequence number 1, after the SYN.
+                    out.bytes = out.bytes.max(s.seq.saturating_add(s.len).saturating_sub(1));
+                }
+            } else if s.src == to && s.dst == from && s.has(Flag::Ack) && !s.has(Flag::Rst) {
+                highest_ack = highest_ack.max(s.ack);
+            }
+        }
+        out.acked = highest_ack.saturating_sub(1).min(out.bytes);
+        out
+    }
+
+    /// Bytes that left but were never acknowledged.
+    pub fn unacked(&self) -> u32 {
+        self.bytes - self.acked
+    }
+}
+
 /// A frame parsed, before relative numbering and before the clock is applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
@@ -446,6 +491,50 @@ pub(crate) mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn sent_counts_stream_bytes_once_and_what_came_back() {
+        let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let seg = |src, dst, flags: &[Flag], seq, ack, len| Segment {
+            t_us: 0,
+            src,
+            dst,
+            flags: Flags::of(flags),
+            seq,
+            ack,
+            raw_seq: seq,
+            raw_ack: ack,
+            len,
+            win: 0,
+            options: TcpOptions::default(),
+        };
+        let segs = [
+            seg(b, a, &[Flag::Syn], 0, 0, 0),
+            seg(a, b, &[Flag::Syn, Flag::Ack], 0, 1, 0),
+            seg(a, b, &[Flag::Ack], 1, 1, 100),
+            seg(a, b, &[Flag::Ack], 101, 1, 100),
+            // A retransmission of the first 100 bytes counts once.
+            seg(a, b, &[Flag::Ack], 1, 1, 100),
+            seg(b, a, &[Flag::Ack], 1, 101, 0),
+            seg(a, b, &[Flag::Rst, Flag::Ack], 201, 1, 0),
+        ];
+        let from_a = Sent::between(&segs, a, b);
+        assert_eq!(
+            from_a,
+            Sent {
+                segments: 5,
+                syn: 1,
+                fin: 0,
+                rst: 1,
+                bytes: 200,
+                acked: 100,
+            }
+        );
+        assert_eq!(from_a.unacked(), 100);
+        let from_b = Sent::between(&segs, b, a);
+        assert_eq!((from_b.syn, from_b.bytes, from_b.acked), (1, 0, 0));
     }
 
     #[test]

@@ -236,6 +236,55 @@ impl Timeline {
         self
     }
 
+    /// Date the inferred state changes by the segments behind them. A poll sees a state only
+    /// when it looks, so the steps it fills in from the model carry the time of the poll that
+    /// noticed, which can be long after the wire moved. Walking each endpoint's changes in
+    /// order through the segments of its connection, a change with one clear cause on the wire
+    /// (a FIN sent, the peer's FIN received, the ACK of a SYN) is matched with the next such
+    /// segment; an inferred change takes that segment's time. Observed changes keep theirs
+    /// (they only move the walk on), changes with no such segment stay where they are, and no
+    /// change moves before the endpoint's previous one. Returns how many changes were moved.
+    pub fn date_inferred_by_segments(&mut self) -> usize {
+        let mut moved = 0;
+        for ep in self.endpoints() {
+            let conn: Vec<&Segment> = self
+                .segments
+                .iter()
+                .filter(|s| s.between(ep.local, ep.remote))
+                .collect();
+            if conn.is_empty() {
+                continue;
+            }
+            let mut next = 0;
+            // Never before the endpoint's previous change: its order is kept.
+            let mut floor = 0;
+            for e in self.events.iter_mut().filter(|e| e.endpoint() == ep) {
+                let Some((direction, flag)) = wire_cause(e.from, e.to) else {
+                    floor = e.t_us;
+                    continue;
+                };
+                let (src, dst) = match direction {
+                    Direction::Sent => (ep.local, ep.remote),
+                    Direction::Received => (ep.remote, ep.local),
+                };
+                let found = conn[next..]
+                    .iter()
+                    .position(|s| s.src == src && s.dst == dst && s.has(flag));
+                if let Some(j) = found {
+                    let t = conn[next + j].t_us.max(floor);
+                    next += j + 1;
+                    if e.source == Source::Inferred && e.t_us != t {
+                        e.t_us = t;
+                        moved += 1;
+                    }
+                }
+                floor = e.t_us;
+            }
+        }
+        self.events.sort_by_key(|e| e.t_us);
+        moved
+    }
+
     /// Every connection the segments show, in order of first appearance.
     pub fn connections(&self) -> Vec<Conn> {
         let mut seen = Vec::new();
@@ -568,6 +617,47 @@ mod tests {
             seg(201, 5000, 40000, &[Fin, Ack], 1, 2),
             seg(150, 40001, 5000, &[Syn], 0, 0),
         ])
+    }
+
+    #[test]
+    fn inferred_changes_are_dated_by_their_segments() {
+        use Flag::*;
+        // A poll at 300 saw only the client's TIME_WAIT; the rest was inferred at 300.
+        let inferred = |from, to, l, r| {
+            let mut e = ev(300, l, r, from, to);
+            e.source = Source::Inferred;
+            e
+        };
+        let mut t = Timeline::from_events(vec![
+            inferred(Established, FinWait1, 40000, 5000),
+            inferred(FinWait1, FinWait2, 40000, 5000),
+            ev(300, 40000, 5000, FinWait2, TimeWait),
+            inferred(Established, CloseWait, 5000, 40000),
+            inferred(CloseWait, LastAck, 5000, 40000),
+            inferred(LastAck, Close, 5000, 40000),
+        ])
+        .with_segments(vec![
+            seg(101, 40000, 5000, &[Fin, Ack], 1, 1),
+            seg(105, 5000, 40000, &[Ack], 1, 2),
+            seg(201, 5000, 40000, &[Fin, Ack], 1, 2),
+            seg(205, 40000, 5000, &[Ack], 2, 2),
+        ]);
+        assert_eq!(t.date_inferred_by_segments(), 5);
+        let at = |l: u16, to: TcpState| {
+            t.events
+                .iter()
+                .find(|e| e.local.port() == l && e.to == to)
+                .map(|e| e.t_us)
+        };
+        assert_eq!(at(40000, FinWait1), Some(101));
+        assert_eq!(at(40000, FinWait2), Some(105));
+        assert_eq!(at(40000, TimeWait), Some(300), "observed: kept");
+        assert_eq!(at(5000, CloseWait), Some(101));
+        assert_eq!(at(5000, LastAck), Some(201));
+        assert_eq!(at(5000, Close), Some(205));
+        // Each endpoint's order is kept, and a second pass moves nothing.
+        assert_eq!(t.sequence(t.endpoints()[0]).len(), 4);
+        assert_eq!(t.date_inferred_by_segments(), 0);
     }
 
     #[test]

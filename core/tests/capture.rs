@@ -337,6 +337,42 @@ fn a_megabyte_is_counted_from_headers() {
     assert!(report.frames.iter().any(|f| f.len as usize > 1000));
 }
 
+/// The history is bounded: past `max_segments` the capture keeps counting but keeps nothing
+/// more, and says so when it finishes.
+#[test]
+fn history_is_bounded() {
+    if !here_or_in_namespace("history_is_bounded") {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let cap = capture::Capture::start(CaptureConfig {
+        max_segments: 4,
+        ..CaptureConfig::lesson(&[server.port()], None)
+    })
+    .expect("capture starts");
+    for _ in 0..3 {
+        let mut c = connect(server);
+        let mut s = accept(&listener);
+        drop(c.write_all(b"x"));
+        drop(c);
+        read_to_eof(&mut s);
+    }
+    thread::sleep(Duration::from_millis(50));
+    let report = cap.finish().expect("capture stops");
+    assert_eq!(report.segments.len(), 4);
+    assert_eq!(report.frames.len(), 4);
+    assert_eq!(report.stats.segments, 4);
+    // Three connections of at least seven segments each (handshake, data and its ACK, two
+    // FINs, the last ACK): the rest were counted, not kept.
+    assert!(report.stats.over_limit >= 3 * 7 - 4, "{:?}", report.stats);
+    assert!(
+        report.warnings.iter().any(|w| w.contains("left out")),
+        "{:?}",
+        report.warnings
+    );
+}
+
 /// A segment's time is on CLOCK_MONOTONIC from the origin, like the tracer's events: the
 /// SYN lies between two readings of `Instant` taken around connect().
 #[test]

@@ -209,6 +209,9 @@ pub struct Lab {
     wire_report: Option<CaptureReport>,
     /// The interface the capture listens on: `lo`, or the scripted peer's `tun0`.
     wire_interface: String,
+    /// Why a capture that was wanted is not running (one line), for the verdicts that fall
+    /// back to other evidence.
+    wire_missing: Option<String>,
 }
 
 impl Lab {
@@ -247,6 +250,7 @@ impl Lab {
             wire: None,
             wire_report: None,
             wire_interface: "lo".to_string(),
+            wire_missing: None,
         })
     }
 

@@ -41,6 +41,11 @@ fn lesson_07_linger_zero_loses_bytes_to_rst() {
     // The second way: close() with unread data in the receive buffer.
     assert_eq!(fact(&r, facts::UNREAD_CLIENT_ERROR), "ECONNRESET", "{r}");
     assert_eq!(num(&r, facts::UNREAD_SERVER_TIME_WAIT), 0, "{r}");
+    // The wire: a RST each time, no FIN, and bytes that never arrived.
+    assert_eq!(num(&r, facts::WIRE_SERVER_RST), 1, "{r}");
+    assert_eq!(num(&r, facts::WIRE_SERVER_FIN), 0, "{r}");
+    assert!(num(&r, facts::WIRE_BYTES_ACKED) < sent, "{r}");
+    assert_eq!(num(&r, facts::UNREAD_WIRE_SERVER_RST), 1, "{r}");
 }
 
 #[test]
@@ -53,6 +58,10 @@ fn lesson_07_graceful_close_delivers_every_byte() {
     assert_eq!(num(&r, facts::SERVER_TIME_WAIT), 1, "{r}");
     assert!(fact(&r, facts::UNREAD_CLIENT_ERROR).is_null(), "{r}");
     assert_eq!(num(&r, facts::UNREAD_SERVER_TIME_WAIT), 1, "{r}");
+    assert_eq!(num(&r, facts::WIRE_SERVER_RST), 0, "{r}");
+    assert_eq!(num(&r, facts::WIRE_SERVER_FIN), 1, "{r}");
+    assert_eq!(num(&r, facts::WIRE_BYTES_ACKED), sent, "{r}");
+    assert_eq!(num(&r, facts::UNREAD_WIRE_SERVER_RST), 0, "{r}");
 }
 
 #[test]
@@ -68,6 +77,9 @@ fn lesson_08_close_too_early_loses_the_reply() {
     assert_eq!(num(&r, facts::CLIENT_TIME_WAIT), 0, "{r}");
     assert_eq!(num(&r, facts::HALF_CLOSED_SERVER_CLOSE_WAIT), 1, "{r}");
     assert_eq!(num(&r, facts::HALF_CLOSED_CLIENT_FIN_WAIT2), 1, "{r}");
+    // The wire: the client's FIN, then its kernel's RST answering the reply.
+    assert_eq!(num(&r, facts::WIRE_CLIENT_FIN), 1, "{r}");
+    assert!(num(&r, facts::WIRE_CLIENT_RST) >= 1, "{r}");
 }
 
 #[test]
@@ -80,6 +92,8 @@ fn lesson_08_shutdown_write_receives_the_reply() {
     assert_eq!(num(&r, facts::CLIENT_TIME_WAIT), 1, "{r}");
     assert_eq!(num(&r, facts::HALF_CLOSED_SERVER_CLOSE_WAIT), 1, "{r}");
     assert_eq!(num(&r, facts::HALF_CLOSED_CLIENT_FIN_WAIT2), 1, "{r}");
+    assert_eq!(num(&r, facts::WIRE_CLIENT_RST), 0, "{r}");
+    assert_eq!(num(&r, facts::WIRE_REPLY_BYTES_ACKED), expected, "{r}");
 }
 
 /// A student without root gets the same verdict: sock_diag dumps and /proc/net/netstat need
@@ -93,4 +107,26 @@ fn lesson_07_works_without_root() {
     );
     assert_eq!(fact(&r, facts::CLIENT_ERROR), "ECONNRESET", "{r}");
     assert_eq!(num(&r, facts::SERVER_TIME_WAIT), 0, "{r}");
+    // It captured from a user + network namespace of its own.
+    assert_eq!(fact(&r, facts::WIRE), true, "{r}");
+    assert_eq!(num(&r, facts::WIRE_SERVER_RST), 1, "{r}");
+}
+
+/// Where capture is refused (here: no user namespace for uid 65534, as on a host that forbids
+/// them), the lessons about the wire say so and grade on the socket states and errors alone,
+/// with the same verdicts.
+#[test]
+fn wire_lessons_fall_back_without_capture() {
+    for name in [
+        "07-linger-zero",
+        "07-graceful-close",
+        "08-close-too-early",
+        "10-stuck-close-wait",
+    ] {
+        let r = common::run_unprivileged_with_env(name, &[], &[("TCPLAB_NO_NETNS", "1")]);
+        // An ordinary user with no namespace of its own has no CAP_NET_RAW: no capture.
+        assert_eq!(fact(&r, facts::WIRE), false, "{name}: {r}");
+        assert!(r.get("segments").is_none(), "{name}: {r}");
+        assert!(fact(&r, facts::WIRE_SERVER_RST).is_null(), "{name}: {r}");
+    }
 }

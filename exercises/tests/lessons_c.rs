@@ -120,6 +120,25 @@ fn stuck_close_wait_meets_the_reconnect() {
     if f["connect_result"] == "connected" {
         assert!(f["syn_retransmits"].as_u64().unwrap() >= 1, "{f}");
         assert_eq!(f["server_close_wait_after"], 0, "{f}");
+        // On the wire: SYN, the challenge ACK, the client's RST, the SYN again, SYN-ACK.
+        let ladder: Vec<&str> = f["wire_reconnect"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ladder[..5],
+            [
+                "client SYN",
+                "server ACK",
+                "client RST",
+                "client SYN",
+                "server SYN, ACK"
+            ],
+            "{f}"
+        );
+        assert_eq!(f["challenge_acks_seen"], 1, "{f}");
     }
 }
 
@@ -132,6 +151,10 @@ fn fixed_server_reconnects_at_once() {
     assert_eq!(f["server_close_wait_before"], 0);
     assert_eq!(f["server_close_wait_after"], 0);
     assert!(f["connect_ms"].as_u64().unwrap() < 1000, "{f}");
+    assert_eq!(f["wire_reconnect"][0], "client SYN", "{f}");
+    assert_eq!(f["wire_reconnect"][1], "server SYN, ACK", "{f}");
+    assert_eq!(f["wire_syns"], 1, "{f}");
+    assert_eq!(f["challenge_acks_seen"], 0, "{f}");
 }
 
 fn assert_gone(pids: &Value) {
@@ -154,6 +177,9 @@ fn mystery_leak_owner_is_found() {
     assert_eq!(f["owner_name"], "mystery-server");
     assert_eq!(f["close_wait_found"], 5);
     assert_eq!(f["close_wait_after"], 5);
+    // Left alone, the leaked sockets say nothing to their clients.
+    assert_eq!(f["wire_server_rst"], 0, "{f}");
+    assert_eq!(f["wire_server_fin"], 0, "{f}");
     assert_eq!(f["owner_pid"], f["child_pids"][0]);
     assert_gone(&f["child_pids"]);
 }
@@ -165,6 +191,9 @@ fn find_and_fix_leaves_no_close_wait() {
     assert_eq!(f["owner_identified"], true);
     assert_eq!(f["close_wait_found"], 5);
     assert_eq!(f["close_wait_after"], 0);
+    // Ended with unread data (each client's line): RST, not FIN.
+    assert_eq!(f["wire_server_rst"], 5, "{f}");
+    assert_eq!(f["wire_server_fin"], 0, "{f}");
     assert_eq!(f["child_pids"].as_array().unwrap().len(), 2);
     assert_gone(&f["child_pids"]);
 }

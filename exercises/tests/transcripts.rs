@@ -66,6 +66,14 @@ fn filters_for(name: &str) -> Vec<(&'static str, &'static str)> {
             (r"read \d+ bytes, then", "read [BYTES] bytes, then"),
             (r"\d+ bytes never arrived", "[BYTES] bytes never arrived"),
             (r"RST lost \d+ of", "RST lost [BYTES] of"),
+            (
+                r"\d+ of the (\d+) bytes left it, the client acknowledged \d+: \d+ were in flight when it ended, \d+ never left",
+                "[BYTES] of the $1 bytes left it, the client acknowledged [BYTES]: [BYTES] were in flight when it ended, [BYTES] never left",
+            ),
+            (
+                r"acknowledged \d+ of (\d+) bytes and read \d+",
+                "acknowledged [BYTES] of $1 bytes and read [BYTES]",
+            ),
         ],
         // A slow run lets a later connection take over an earlier one's TIME_WAIT 4-tuple, so
         // the count may fall a little short of 200 (the lesson says so when it happens).

@@ -2,6 +2,7 @@
 //!
 //! The files mirror core's modules: [`state`] (state names in any spelling), [`observe`]
 //! (snapshots), [`timeline`] (Timeline and Event), [`trace`] (the transition tracer),
+//! [`capture`] (segments on the wire, and the namespace of `tcplab.sandbox`),
 //! [`catalog`] (the lesson catalog) and [`model`] (the RFC 9293 model). Python-only comforts
 //! (pandas frames, plots, running lesson binaries in a child process) live in
 //! `python/tcplab/`, so that this crate stays a mapping of core, not a second implementation.
@@ -13,6 +14,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+pub mod capture;
 pub mod catalog;
 pub mod errors;
 pub mod model;
@@ -61,6 +63,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     observe::register(m)?;
     timeline::register(m)?;
     trace::register(m)?;
+    capture::register(m)?;
     catalog::register(m)?;
     model::register(m)?;
     Ok(())

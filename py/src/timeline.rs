@@ -15,7 +15,7 @@ use tcplab_core::ladder::wire as ladder;
 use tcplab_core::timeline::CountPoint;
 use tcplab_core::{Event, Timeline};
 
-use crate::errors::type_name;
+use crate::errors::{TcplabError, type_name};
 
 /// One state change of one socket.
 ///
@@ -240,6 +240,48 @@ impl PyTimeline {
             .iter()
             .map(|e| Py::new(py, PyEvent { ev: e.clone() }))
             .collect()
+    }
+
+    /// The captured segments (`tcplab.trace(..., capture=True)`, `tcplab.capture()`,
+    /// `tcplab.sandbox()`, a lesson run about the wire or with `pcap`), as a pandas DataFrame,
+    /// one row per segment in time order: t_ms, src, dst ("127.0.0.1:5000"), flags ("FIN,
+    /// ACK"), seq and ack (relative, as Wireshark shows them), len, win, raw_seq, raw_ack, mss
+    /// and wscale (on SYNs). Empty (with these columns) when nothing was captured.
+    ///
+    /// Example:
+    ///
+    /// >>> import tcplab
+    /// >>> list(tcplab.model("client-close").segments.columns[:4])
+    /// ['t_ms', 'src', 'dst', 'flags']
+    #[getter]
+    fn segments<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::capture::segments_frame(py, &self.inner.segments)
+    }
+
+    /// The captured segments as a list of dicts (no pandas needed): t_us, src, dst, flags (a
+    /// list of names), seq, ack, raw_seq, raw_ack, len, win, mss, wscale.
+    ///
+    /// Example:
+    ///
+    /// >>> import tcplab
+    /// >>> tcplab.model("client-close").segments_to_dicts()
+    /// []
+    fn segments_to_dicts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        crate::capture::segment_list(py, &self.inner.segments)
+    }
+
+    /// The whole Timeline as one JSON object: {"events": [...], "segments": [...]} (what
+    /// `Timeline.from_json` reads back, segments included).
+    ///
+    /// Example:
+    ///
+    /// >>> import tcplab
+    /// >>> t = tcplab.model("client-close")
+    /// >>> len(tcplab.Timeline.from_json(t.to_json_object())) == len(t)
+    /// True
+    fn to_json_object(&self) -> PyResult<String> {
+        serde_json::to_string(&self.inner)
+            .map_err(|e| TcplabError::new_err(format!("timeline to JSON: {e}")))
     }
 
     /// How the events were observed ("tracepoint", "poll", ...), None for the model.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt};
+use tcplab_core::observe::capture::{Capture, CaptureStats};
 use tcplab_core::observe::trace::{Backend, Missed, TraceConfig, Tracer};
 use tcplab_core::{Event, Timeline};
 
@@ -25,6 +26,9 @@ enum Phase {
 
 struct Inner {
     phase: Phase,
+    /// With `capture=True`: the capture beside the tracer, then its counters.
+    capture: Option<Capture>,
+    capture_stats: Option<CaptureStats>,
     backend: Option<String>,
     note: Option<String>,
     missed: Option<Missed>,
@@ -52,6 +56,7 @@ struct Inner {
 #[pyclass(frozen, module = "tcplab._native")]
 pub struct Trace {
     cfg: TraceConfig,
+    capture: bool,
     inner: Mutex<Inner>,
 }
 
@@ -85,7 +90,21 @@ impl Trace {
         }
         let cfg = this.cfg.clone();
         let tracer = py.detach(move || Tracer::start(cfg)).map_err(to_py)?;
+        let capture = if this.capture {
+            let cfg = crate::capture::config(&this.cfg.ports, Some(tracer.started()));
+            match py.detach(move || Capture::start(cfg)) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    // Nothing is left running when the capture is refused.
+                    let _ = py.detach(move || tracer.finish());
+                    return Err(crate::capture::capture_error(e));
+                }
+            }
+        } else {
+            None
+        };
         let mut inner = this.lock();
+        inner.capture = capture;
         inner.backend = Some(tracer.backend().to_string());
         inner.note = Some(tracer.note().to_string());
         inner.phase = Phase::Running(tracer);
@@ -102,9 +121,29 @@ impl Trace {
     /// 'poll'
     fn stop(&self, py: Python<'_>) -> PyResult<PyTimeline> {
         let phase = std::mem::replace(&mut self.lock().phase, Phase::Ready);
+        let capture = self.lock().capture.take();
         let timeline = match phase {
             Phase::Running(tracer) => {
+                // The capture stops first: every segment it holds then has its state change
+                // in the tracer, which stops after.
+                let captured = capture.map(|c| py.detach(move || c.finish()));
                 let report = py.detach(move || tracer.finish());
+                let captured = match captured.transpose() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.lock().phase = Phase::Done(Timeline::new());
+                        return Err(to_py(e));
+                    }
+                };
+                let report = report.map(|mut r| {
+                    if let Some(c) = captured {
+                        self.lock().capture_stats = Some(c.stats);
+                        r.timeline = std::mem::take(&mut r.timeline).with_segments(c.segments);
+                        r.timeline.date_inferred_by_segments();
+                        r.warnings.extend(c.warnings);
+                    }
+                    r
+                });
                 match report {
                     Ok(r) => {
                         self.lock().missed = r.missed.clone();
@@ -227,6 +266,16 @@ impl Trace {
         self.cfg.ports.clone()
     }
 
+    /// With `capture=True`, once stopped: the capture's counters (segments, kernel_packets,
+    /// kernel_drops, duplicates, unparsed, over_limit); None otherwise.
+    #[getter]
+    fn capture_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        match &self.lock().capture_stats {
+            Some(s) => Ok(Some(crate::capture::stats_dict(py, s)?)),
+            None => Ok(None),
+        }
+    }
+
     fn __repr__(&self) -> String {
         let inner = self.lock();
         let phase = match &inner.phase {
@@ -255,6 +304,10 @@ impl Trace {
 /// path its peer implies, every step "inferred". After the trace, `missed` compares what the
 /// timeline shows with the connections the kernel counted, and says how many may be missing.
 ///
+/// capture: also capture the segments on the same ports of `lo`, on the tracer's clock, into
+/// the Timeline (`timeline.segments`). It needs CAP_NET_RAW (root, or inside
+/// `tcplab.sandbox`): PermissionError otherwise.
+///
 /// Example:
 ///
 /// >>> import socket, tcplab
@@ -269,13 +322,14 @@ impl Trace {
 /// >>> srv.close()
 #[pyfunction]
 #[pyo3(
-    signature = (port=None, backend=None, interval_ms=None),
-    text_signature = "(port=None, backend='auto', interval_ms=1.0)"
+    signature = (port=None, backend=None, interval_ms=None, capture=false),
+    text_signature = "(port=None, backend='auto', interval_ms=1.0, capture=False)"
 )]
 pub fn trace(
     port: Option<&Bound<'_, PyAny>>,
     backend: Option<&Bound<'_, PyAny>>,
     interval_ms: Option<&Bound<'_, PyAny>>,
+    capture: bool,
 ) -> PyResult<Trace> {
     let ports = errors::ports(port, "port")?;
     let backend = match backend {
@@ -306,8 +360,11 @@ pub fn trace(
     cfg.poll_interval = Duration::from_secs_f64(ms / 1000.0);
     Ok(Trace {
         cfg,
+        capture,
         inner: Mutex::new(Inner {
             phase: Phase::Ready,
+            capture: None,
+            capture_stats: None,
             backend: None,
             note: None,
             missed: None,

@@ -52,6 +52,10 @@ pub struct Lesson {
     /// Whether the lesson has a churn phase (`--churn-secs`, `--churn-rate`).
     #[serde(default)]
     pub churn: bool,
+    /// Whether the lesson is about what crosses the wire (a RST, a challenge ACK): it
+    /// captures its port on every run, not only with `--pcap`, and grades on the segments.
+    #[serde(default)]
+    pub wire: bool,
     #[serde(rename = "binary")]
     pub binaries: Vec<Binary>,
 }

@@ -4,6 +4,10 @@
 //! `--ladder` and `--ladder-svg FILE` capture the same way and draw the run
 //! ([`tcplab_core::ladder::wire`]).
 //!
+//! Lessons about the wire (`wire = true` in the catalog: 07, 08, 10, 11) capture on every
+//! run and read the segments for their verdicts through [`Lab::wire`]; where capture is
+//! refused they say so in one line and grade on the socket states and errors alone.
+//!
 //! Capture needs CAP_NET_RAW. As root the lesson captures on the host's `lo`, filtered in the
 //! kernel to its port. An ordinary user's lesson first moves into a user + network namespace
 //! of its own (where it has the capability, and `lo` carries only its traffic); where even
@@ -28,7 +32,7 @@ impl Lab {
     /// Before the lesson starts any thread: an ordinary user who asked for `--pcap` gets a
     /// user + network namespace, so the capture is allowed there.
     pub(super) fn enter_namespace_for_capture(&mut self) {
-        if !self.args.wants_wire() || is_root() {
+        if !self.capture_wanted() || is_root() {
             return;
         }
         match netns::enter(netns::Prefer::UserNamespace) {
@@ -39,11 +43,18 @@ impl Lab {
                      user has it"
                 ));
             }
-            Err(e) => eprintln!(
-                "{}: no capture, going on without segments: {}",
-                self.binary.name,
-                format!("{e:#}").lines().next().unwrap_or_default()
-            ),
+            Err(e) => {
+                let why = format!("{e:#}")
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                eprintln!(
+                    "{}: no capture, going on without segments: {why}",
+                    self.binary.name
+                );
+                self.wire_missing = Some(why);
+            }
         }
     }
 
@@ -53,25 +64,59 @@ impl Lab {
         self.wire_interface = interface.to_string();
     }
 
+    /// Whether this run captures: for a pcapng file or a ladder, or always for a lesson
+    /// about the wire.
+    fn capture_wanted(&self) -> bool {
+        self.args.wants_wire() || self.lesson.wire
+    }
+
+    /// Stop the capture now and return every segment it saw on the server port, for a
+    /// verdict read from the wire; call it once the traffic to grade is over. `None` when
+    /// there is no capture: the lesson then says so in one line (once) and falls back to
+    /// other evidence. The segments still go to the report and the pcapng file.
+    pub fn wire(&mut self) -> anyhow::Result<Option<Vec<tcplab_core::Segment>>> {
+        self.stop_wire()?;
+        if let Some(segments) = self.wire_report.as_ref().map(|r| r.segments.clone()) {
+            self.fact(crate::facts::WIRE, true);
+            return Ok(Some(segments));
+        }
+        let said = self
+            .facts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(crate::facts::WIRE);
+        if !said {
+            let why = self
+                .wire_missing
+                .clone()
+                .unwrap_or_else(|| "capture was not started".to_string());
+            self.say(format!(
+                "no capture of the wire ({why}): graded on the socket states and errors alone"
+            ));
+            self.fact(crate::facts::WIRE, false);
+        }
+        Ok(None)
+    }
+
     /// Start capturing the server port, on the tracer's clock (from [`Lab::watch`]).
     pub(super) fn start_wire(&mut self, server_port: u16, origin: Instant) {
-        if !self.args.wants_wire() {
+        if !self.capture_wanted() || self.wire_missing.is_some() {
             return;
         }
-        let started = if self.wire_interface == "lo" {
-            capture::loopback(&[server_port], Some(origin))
-        } else {
-            capture::Capture::start(capture::CaptureConfig {
-                interface: self.wire_interface.clone(),
-                ..capture::CaptureConfig::loopback(&[server_port]).with_origin(origin)
-            })
+        let cfg = capture::CaptureConfig {
+            keep_frames: self.args.pcap.is_some(),
+            interface: self.wire_interface.clone(),
+            ..capture::CaptureConfig::lesson(&[server_port], Some(origin))
         };
-        match started {
+        match capture::Capture::start(cfg) {
             Ok(c) => {
                 self.say(format!("capturing segments: {}", c.note()));
                 self.wire = Some(c);
             }
-            Err(e) => eprintln!("{}: going on without segments: {e}", self.binary.name),
+            Err(e) => {
+                eprintln!("{}: going on without segments: {e}", self.binary.name);
+                self.wire_missing = Some(e.to_string());
+            }
         }
     }
 
@@ -124,6 +169,8 @@ impl Lab {
         }
         let timeline = std::mem::take(&mut self.timeline);
         self.timeline = timeline.with_segments(segments);
+        // Steps a poll filled in are dated by the segments behind them.
+        self.timeline.date_inferred_by_segments();
         Ok(())
     }
 

@@ -13,10 +13,11 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tcplab_core::TcpState;
 use tcplab_core::kernel::{self, errno_name};
+use tcplab_core::segment::Sent;
 use tcplab_core::sockets;
 use tcplab_core::timeline::Side;
+use tcplab_core::{Segment, TcpState};
 
 use crate::catalog::Verdict;
 use crate::facts;
@@ -228,7 +229,56 @@ pub fn run(
     let tw2 = seen
         .count(Side::Server, TcpState::TimeWait)
         .saturating_sub(tw1);
-    let reset2 = is_reset(&got2.error) && tw2 == 0;
+
+    // The wire: what the server said to each client, and what came back.
+    let wire = lab.wire()?;
+    let said = |part: usize| -> Option<Sent> {
+        let segs: &[Segment] = wire.as_deref()?;
+        // The clients in the order they first spoke: part 1's, then part 2's.
+        let mut clients = Vec::new();
+        for s in segs.iter().filter(|s| s.dst == addr) {
+            if !clients.contains(&s.src) {
+                clients.push(s.src);
+            }
+        }
+        clients.get(part).map(|&c| Sent::between(segs, addr, c))
+    };
+    let (wire1, wire2) = (said(0), said(1));
+    if let Some(w) = wire1 {
+        lab.say(format!(
+            "on the wire, part 1: the server sent {} RST and {} FIN; {} of the {bytes_sent} bytes \
+             left it, the client acknowledged {}: {} were in flight when it ended, {} never \
+             left the server's send buffer",
+            w.rst,
+            w.fin,
+            w.bytes,
+            w.acked,
+            w.unacked(),
+            (bytes_sent as u64).saturating_sub(u64::from(w.bytes))
+        ));
+        lab.fact(facts::WIRE_SERVER_RST, w.rst);
+        lab.fact(facts::WIRE_SERVER_FIN, w.fin);
+        lab.fact(facts::WIRE_BYTES_SENT, w.bytes);
+        lab.fact(facts::WIRE_BYTES_ACKED, w.acked);
+    }
+    if let Some(w) = wire2 {
+        lab.say(format!(
+            "on the wire, part 2: the server sent {} RST and {} FIN after its {}-byte reply",
+            w.rst, w.fin, w.bytes
+        ));
+        lab.fact(facts::UNREAD_WIRE_SERVER_RST, w.rst);
+        lab.fact(facts::UNREAD_WIRE_SERVER_FIN, w.fin);
+    }
+    // With the wire in view a RST is graded as such; without, by its traces in the client's
+    // errno and the missing TIME_WAIT.
+    let lost1 = match wire1 {
+        Some(w) => w.rst > 0,
+        None => lost1,
+    };
+    let reset2 = match wire2 {
+        Some(w) => w.rst > 0,
+        None => is_reset(&got2.error) && tw2 == 0,
+    };
     if reset2 {
         lab.say(
             "close() found unread bytes in the receive buffer and sent RST instead of FIN \
@@ -247,18 +297,35 @@ pub fn run(
     lab.fact(facts::UNREAD_SERVER_TIME_WAIT, tw2);
     lab.fact("kernel_tcp_abort_on_close_growth", abort_on_close);
 
-    let clean1 = got.error.is_none() && bytes_sent > 0 && got.bytes == bytes_sent && tw1 == 1;
-    let clean2 = got2.error.is_none() && got2.bytes == REPLY.len() && tw2 == 1;
+    let graceful = |w: Option<Sent>| w.is_none_or(|w| w.rst == 0 && w.fin == 1);
+    let clean1 = got.error.is_none()
+        && bytes_sent > 0
+        && got.bytes == bytes_sent
+        && tw1 == 1
+        && graceful(wire1);
+    let clean2 = got2.error.is_none() && got2.bytes == REPLY.len() && tw2 == 1 && graceful(wire2);
     let (verdict, why) = if lost1 || reset2 {
         let mut parts = Vec::new();
         if lost1 {
-            parts.push(format!(
-                "part 1: RST lost {} of {bytes_sent} bytes (ECONNRESET, no TIME_WAIT)",
-                bytes_sent - got.bytes
-            ));
+            parts.push(match wire1 {
+                Some(w) => format!(
+                    "part 1: the server sent RST; the client acknowledged {} of {bytes_sent} \
+                     bytes and read {} ({})",
+                    w.acked,
+                    got.bytes,
+                    error_fact(&got.error).unwrap_or_else(|| "no error".into())
+                ),
+                None => format!(
+                    "part 1: RST lost {} of {bytes_sent} bytes (ECONNRESET, no TIME_WAIT)",
+                    bytes_sent - got.bytes
+                ),
+            });
         }
         if reset2 {
-            parts.push("part 2: close() with unread data sent RST (ECONNRESET)".to_string());
+            parts.push(format!(
+                "part 2: close() with unread data sent RST ({})",
+                error_fact(&got2.error).unwrap_or_else(|| "no error on the client".into())
+            ));
         }
         (Verdict::Leak, parts.join("; "))
     } else if clean1 && clean2 {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use tcplab_core::kernel::errno_name;
+use tcplab_core::segment::Sent;
 use tcplab_core::timeline::Side;
 use tcplab_core::{TcpState, sockets};
 
@@ -158,7 +159,35 @@ pub fn run(lab: &mut Lab, client: fn(&Lab, SocketAddr) -> Result<Vec<u8>>) -> Re
     lab.fact(facts::SERVER_ERROR, served.error.as_ref().map(errno_name));
     lab.fact(facts::CLIENT_TIME_WAIT, client_time_wait);
 
-    let (verdict, why) = if reply.len() < REPLY_BYTES && client_time_wait == 0 {
+    // The wire: what the client's kernel said after its FIN, and how much of the reply it
+    // acknowledged.
+    let wire = lab.wire()?;
+    // The one client: whoever first sent to the server's port.
+    let client_addr = wire
+        .as_deref()
+        .and_then(|segs| segs.iter().find(|s| s.dst == addr).map(|s| s.src));
+    let said = wire
+        .as_deref()
+        .zip(client_addr)
+        .map(|(segs, c)| (Sent::between(segs, c, addr), Sent::between(segs, addr, c)));
+    if let Some((client, server)) = said {
+        lab.say(format!(
+            "on the wire: the client sent {} FIN and {} RST; the server's reply put {} bytes on \
+             the wire, the client acknowledged {}",
+            client.fin, client.rst, server.bytes, server.acked
+        ));
+        lab.fact(facts::WIRE_CLIENT_FIN, client.fin);
+        lab.fact(facts::WIRE_CLIENT_RST, client.rst);
+        lab.fact(facts::WIRE_REPLY_BYTES_SENT, server.bytes);
+        lab.fact(facts::WIRE_REPLY_BYTES_ACKED, server.acked);
+    }
+    // With the wire in view, a RST from the client is what loses the reply; without, its
+    // traces: a short reply and no TIME_WAIT.
+    let reset = match said {
+        Some((client, _)) => client.rst > 0,
+        None => reply.len() < REPLY_BYTES && client_time_wait == 0,
+    };
+    let (verdict, why) = if reset {
         lab.say(
             "the reply reached a socket the client had closed (an orphan: no descriptor, the \
              kernel alone holds it in FIN_WAIT2). Its kernel threw the data away and answered \
@@ -178,6 +207,7 @@ pub fn run(lab: &mut Lab, client: fn(&Lab, SocketAddr) -> Result<Vec<u8>>) -> Re
             ),
         )
     } else if reply.len() == REPLY_BYTES
+        && said.is_none_or(|(client, server)| client.rst == 0 && server.fin == 1)
         && reply.iter().all(|&b| b == b'r')
         && served.error.is_none()
         && client_time_wait == 1

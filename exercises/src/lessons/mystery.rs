@@ -25,10 +25,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tcplab_core::observe::{self, Method, Query, SocketRow, diag};
+use tcplab_core::segment::Flag;
 use tcplab_core::timeline::Side;
 use tcplab_core::{TcpState, sockets};
 
 use crate::catalog::Verdict;
+use crate::facts;
 use crate::lab::Lab;
 
 /// The hidden flag that turns the binary into the mystery server.
@@ -363,6 +365,31 @@ fn operate(
     let seen = lab.sides()?;
     lab.say(format!("kernel says: {}", seen.describe()));
     lab.fact("close_wait_after", after.len());
+    // The wire: what the server's port said to its clients. Before the operator acts it
+    // sends no FIN and no RST; a socket ended with unread data (each client's line) sends
+    // RST, whether by SOCK_DESTROY or by its owner's exit (tcp_close in net/ipv4/tcp.c).
+    if let Some(segs) = lab.wire()? {
+        let from_server = |flag: Flag| {
+            segs.iter()
+                .filter(|s| s.src.port() == port && s.dst.port() != port && s.has(flag))
+                .count()
+        };
+        let (rst, fin) = (from_server(Flag::Rst), from_server(Flag::Fin));
+        lab.say(format!(
+            "on the wire, port {port} sent its clients {rst} RST and {fin} FIN: {}",
+            if rst + fin == 0 {
+                "the leaked sockets never answered their clients' FINs"
+            } else if fin == 0 {
+                "each socket was aborted (SOCK_DESTROY) or closed with unread data (the \
+                 client's line, at its owner's exit), and either way the kernel sends RST, not \
+                 FIN: no LAST_ACK, no TIME_WAIT"
+            } else {
+                "some sockets were closed with FIN"
+            }
+        ));
+        lab.fact(facts::WIRE_SERVER_RST, rst);
+        lab.fact(facts::WIRE_SERVER_FIN, fin);
+    }
     lab.fact("child_pids", &owner.all_pids);
     lab.fact("owner_pid_after", owner.pid);
 

@@ -10,8 +10,12 @@
 //! succeeds, a round trip and a retransmission late. Where the RST is lost (a firewall that
 //! drops it, a rate-limited challenge ACK), connect() times out instead.
 //!
-//! Left out on purpose: packet captures (the tracepoint and `ss` are enough to show it), and
-//! IPv6 (the same code paths).
+//! The lesson captures its port (see `lesson/wire.rs`) and reads the reconnect off the wire:
+//! the SYN, the challenge ACK, the RST and the retransmitted SYN. Where capture is refused it
+//! falls back to the socket's retransmission count (TCP_INFO) and the namespace's counter of
+//! challenge ACKs, which other programs may add to.
+//!
+//! Left out on purpose: IPv6 (the same code paths).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -24,10 +28,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use socket2::{Domain, Protocol, Socket, Type};
 use tcplab_core::observe::SocketRow;
+use tcplab_core::segment::Flag;
 use tcplab_core::timeline::Side;
-use tcplab_core::{TcpState, sockets};
+use tcplab_core::{Segment, TcpState, sockets};
 
 use crate::catalog::Verdict;
+use crate::facts;
 use crate::lab::{CLOSE_GRACE, Lab};
 
 /// How long the client's reconnect may take before we call it stuck.
@@ -108,6 +114,54 @@ fn total_retrans(stream: &TcpStream) -> Result<u32> {
 /// TcpExt TCPChallengeACK: challenge ACKs this network namespace sent.
 fn challenge_acks() -> Option<u64> {
     tcplab_core::kernel::tcp_ext_counter("TCPChallengeACK")
+}
+
+/// The reconnect as the wire showed it, from its first SYN on.
+#[derive(Debug, Default)]
+struct Reconnect {
+    /// "client SYN", "server ACK", ... in order, up to the first data.
+    ladder: Vec<String>,
+    /// SYNs the client sent for it (more than one: retransmitted).
+    syns: usize,
+    /// Bare ACKs the server answered a SYN with, before any SYN-ACK: challenge ACKs.
+    challenge_acks: usize,
+    /// RSTs the client sent.
+    client_rsts: usize,
+}
+
+/// Read the reconnect from the segments between the client's port and the server: it starts
+/// at the client's last SYN with a new initial sequence number (the first connection's SYN
+/// came before, with another one).
+fn reconnect_on_wire(segs: &[Segment], client: SocketAddr, server: SocketAddr) -> Reconnect {
+    let conn: Vec<&Segment> = segs.iter().filter(|s| s.between(client, server)).collect();
+    let is_syn = |s: &Segment| s.src == client && s.has(Flag::Syn) && !s.has(Flag::Ack);
+    let first_isn = conn.iter().find(|s| is_syn(s)).map(|s| s.raw_seq);
+    let Some(start) = conn
+        .iter()
+        .position(|s| is_syn(s) && Some(s.raw_seq) != first_isn)
+    else {
+        return Reconnect::default();
+    };
+    let mut out = Reconnect::default();
+    let mut synack = false;
+    for s in &conn[start..] {
+        let from_client = s.src == client;
+        let who = if from_client { "client" } else { "server" };
+        out.ladder.push(format!("{who} {}", s.flags));
+        if from_client && is_syn(s) {
+            out.syns += 1;
+        } else if from_client && s.has(Flag::Rst) {
+            out.client_rsts += 1;
+        } else if !from_client && s.has(Flag::Syn) {
+            synack = true;
+        } else if !from_client && !synack && s.has(Flag::Ack) && !s.has(Flag::Rst) {
+            out.challenge_acks += 1;
+        }
+        if s.len > 0 || out.ladder.len() >= 12 {
+            break;
+        }
+    }
+    out
 }
 
 /// Run the lesson with the server started by `start`.
@@ -239,12 +293,6 @@ fn lesson(lab: &mut Lab, server: SocketAddr) -> Result<()> {
             "the kernel's TCP_INFO for the new socket: {n} retransmitted segment(s) (the SYN)"
         ));
     }
-    if let Some(n) = acks {
-        lab.say(format!(
-            "challenge ACKs sent in this network namespace meanwhile: {n} (a machine-wide \
-             counter: other programs may add to it)"
-        ));
-    }
     if let Some(stream) = stream.as_mut() {
         exchange(stream).context("exchange on the new connection")?;
         lab.say("a line went there and back on the new connection");
@@ -258,18 +306,77 @@ fn lesson(lab: &mut Lab, server: SocketAddr) -> Result<()> {
     ));
     let close_wait_after = lab.sides()?.count(Side::Server, TcpState::CloseWait);
 
+    // The wire, which sees each segment of this one connection (no counter shared with
+    // other programs).
+    let segments = lab.wire()?;
+    let wire = segments
+        .as_deref()
+        .map(|segs| reconnect_on_wire(segs, local, server));
+    if let Some(segs) = &segments {
+        // A server that "fixes" CLOSE_WAIT by aborting (SO_LINGER 0 on EOF) leaves no
+        // CLOSE_WAIT either; its RST is only on the wire.
+        let resets = segs
+            .iter()
+            .filter(|s| s.src == server && s.dst == local && s.has(Flag::Rst))
+            .count();
+        lab.fact(facts::WIRE_SERVER_RST, resets);
+        lab.require(
+            resets == 0,
+            format!(
+                "the server ended the client's connection with RST ({resets} on the wire), not \
+                 FIN: an abort (SO_LINGER 0) leaves no CLOSE_WAIT, but the peer never sees an \
+                 orderly end; close() without it sends FIN"
+            ),
+        );
+    }
+    if let Some(w) = &wire {
+        lab.say(format!(
+            "on the wire, the reconnect: {}",
+            if w.ladder.is_empty() {
+                "no SYN seen".to_string()
+            } else {
+                w.ladder.join(" -> ")
+            }
+        ));
+        lab.fact(facts::WIRE_RECONNECT, &w.ladder);
+        lab.fact(facts::WIRE_SYNS, w.syns);
+        lab.fact(facts::WIRE_CLIENT_RSTS, w.client_rsts);
+    }
+    let acks = match &wire {
+        Some(w) => Some(w.challenge_acks as u64),
+        None => {
+            if let Some(n) = acks {
+                lab.say(format!(
+                    "challenge ACKs sent in this network namespace meanwhile: {n} (a \
+                     machine-wide counter: other programs may add to it)"
+                ));
+            }
+            acks
+        }
+    };
+    // What the reconnect met: read off the wire when it was captured, else from the new
+    // socket's retransmission count.
+    let met_stale = match &wire {
+        Some(w) => w.syns > 1 || w.challenge_acks > 0 || w.client_rsts > 0,
+        None => retrans.unwrap_or(0) > 0,
+    };
+    let straight = match &wire {
+        Some(w) => w.syns == 1 && w.challenge_acks == 0 && w.client_rsts == 0,
+        None => retrans == Some(0),
+    };
+
     lab.fact("client_port", cp);
     lab.fact("linger2_secs", LINGER2_SECS);
     lab.fact("server_close_wait_before", close_wait_before);
     lab.fact("connect_result", &connect_result);
     lab.fact("connect_ms", connect_ms as u64);
     lab.fact("syn_retransmits", retrans);
-    lab.fact("challenge_acks_seen", acks);
+    lab.fact(facts::CHALLENGE_ACKS_SEEN, acks);
     lab.fact("server_close_wait_after", close_wait_after);
 
     let connected = stream.is_some();
     let seen = lab.sides()?;
-    let (verdict, why) = if close_wait_before > 0 && (!connected || retrans.unwrap_or(0) > 0) {
+    let (verdict, why) = if close_wait_before > 0 && (!connected || met_stale) {
         if connected {
             lab.say(
                 "what happened: the SYN matched the stale CLOSE_WAIT socket, so the server's \
@@ -288,13 +395,21 @@ fn lesson(lab: &mut Lab, server: SocketAddr) -> Result<()> {
         }
         (
             Verdict::Leak,
-            format!(
-                "the reconnect from port {cp} met the server's stale CLOSE_WAIT socket: \
-                 {connect_result} after {connect_ms} ms, SYN retransmitted {} time(s)",
-                retrans.unwrap_or(0)
-            ),
+            match &wire {
+                Some(w) => format!(
+                    "the reconnect from port {cp} met the server's stale CLOSE_WAIT socket: \
+                     {connect_result} after {connect_ms} ms; on the wire {} SYN(s), {} \
+                     challenge ACK(s), {} RST from the client",
+                    w.syns, w.challenge_acks, w.client_rsts
+                ),
+                None => format!(
+                    "the reconnect from port {cp} met the server's stale CLOSE_WAIT socket: \
+                     {connect_result} after {connect_ms} ms, SYN retransmitted {} time(s)",
+                    retrans.unwrap_or(0)
+                ),
+            },
         )
-    } else if connected && retrans == Some(0) && close_wait_before == 0 && close_wait_after == 0 {
+    } else if connected && straight && close_wait_before == 0 && close_wait_after == 0 {
         lab.say(
             "no CLOSE_WAIT: the server closed on EOF, the SYN found only the listener, and the \
              handshake completed at once.",

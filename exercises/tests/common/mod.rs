@@ -67,8 +67,13 @@ pub fn run_with_env(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Value {
 /// 65534 (nobody) through `setpriv`, from a copy in a world-readable folder (the build folder
 /// may not be); as anyone else, as that user, who already is unprivileged.
 pub fn run_unprivileged(name: &str, extra: &[&str]) -> Value {
+    run_unprivileged_with_env(name, extra, &[])
+}
+
+/// [`run_unprivileged`] with these environment variables set for the lesson.
+pub fn run_unprivileged_with_env(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Value {
     let report = if !tcplab_core::kernel::is_root() {
-        run(name, extra)
+        run_with_env(name, extra, env)
     } else {
         let dir = std::env::temp_dir().join(format!("tcplab-unpriv-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -83,6 +88,7 @@ pub fn run_unprivileged(name: &str, extra: &[&str]) -> Value {
             .args(extra)
             .current_dir(&dir)
             .env("HOME", &dir)
+            .envs(env.iter().copied())
             .output();
         let _ = std::fs::remove_dir_all(&dir);
         let out = out.unwrap_or_else(|e| panic!("{name}: cannot run setpriv (util-linux): {e}"));

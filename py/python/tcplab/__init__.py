@@ -4,7 +4,14 @@
   ``SocketTable`` with ``counts()`` and ``to_pandas()``.
 - ``trace()``: a context manager that records every state change on some ports while your
   code runs, as a ``Timeline`` (``events``, ``to_pandas()``, ``state_counts()``, ``plot()``,
-  ``ladder()``).
+  ``ladder()``); with ``capture=True`` also the segments on the wire (``segments``, a
+  DataFrame), on the same clock. Capture needs root (CAP_NET_RAW).
+- ``capture()``: the segments alone, as a context manager (root).
+- ``sandbox(fn)`` and ``run_python(path)``: run your code in a user + network namespace of
+  its own, traced and captured, without root: both sides of every connection and every
+  segment. It has only its own ``lo`` (no other host, none of the notebook's own servers),
+  ``fn`` runs in a forked copy (only its return value comes back), and where user namespaces
+  are refused (a default Docker container) it raises PermissionError.
 - ``lessons()`` and ``run()``: the lesson catalog, and a lesson binary run in a child process
   with its kernel-graded verdict.
 - ``model()``, ``scenarios()``, ``scenario_steps()``, ``Connection`` and ``diagram()``: the
@@ -29,6 +36,7 @@ from typing import Callable
 from . import _native
 from ._lessons import LessonRun, bin_dirs, checkout, facts_table, find_binary, lessons, run
 from ._native import (
+    Capture,
     Connection,
     Diagram,
     Event,
@@ -37,6 +45,7 @@ from ._native import (
     TcplabError,
     Timeline,
     Trace,
+    capture,
     diagram,
     is_root,
     model,
@@ -47,6 +56,7 @@ from ._native import (
     states,
     trace,
 )
+from ._sandbox import SandboxRun, run_python, sandbox
 
 __version__: str = _native.__version__
 
@@ -77,10 +87,12 @@ def wait_for(
 
 
 __all__ = [
+    "Capture",
     "Connection",
     "Diagram",
     "Event",
     "LessonRun",
+    "SandboxRun",
     "Socket",
     "SocketTable",
     "TcplabError",
@@ -88,6 +100,7 @@ __all__ = [
     "Trace",
     "__version__",
     "bin_dirs",
+    "capture",
     "checkout",
     "diagram",
     "facts_table",
@@ -96,6 +109,8 @@ __all__ = [
     "lessons",
     "model",
     "run",
+    "run_python",
+    "sandbox",
     "scenario_steps",
     "scenarios",
     "snapshot",

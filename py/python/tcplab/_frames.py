@@ -83,3 +83,42 @@ def plot_timeline(timeline: _native.Timeline, ax: Any = None) -> Any:
     from . import plots
 
     return plots.lanes(timeline, ax=ax)
+
+
+SEGMENT_COLUMNS = [
+    "t_ms",
+    "src",
+    "dst",
+    "flags",
+    "seq",
+    "ack",
+    "len",
+    "win",
+    "raw_seq",
+    "raw_ack",
+    "mss",
+    "wscale",
+]
+
+
+def segments_frame(rows: list[dict[str, Any]]) -> Any:
+    """A DataFrame, one row per captured segment, in time order: addresses and flags as
+    strings ("FIN, ACK", the order Wireshark prints), sequence numbers and lengths as int64,
+    the SYN-only options (mss, wscale) as nullable integers, never floats."""
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+    data = []
+    for d in rows:
+        d = dict(d)
+        d["t_ms"] = d.pop("t_us") / 1000.0
+        d["flags"] = ", ".join(d["flags"])
+        data.append(d)
+    df = pd.DataFrame(data, columns=SEGMENT_COLUMNS)
+    df["t_ms"] = df["t_ms"].astype("float64")
+    for col in ("src", "dst", "flags"):
+        df[col] = df[col].astype("string")
+    for col in ("seq", "ack", "len", "win", "raw_seq", "raw_ack"):
+        df[col] = df[col].astype("int64")
+    for col in ("mss", "wscale"):
+        df[col] = df[col].astype("Int64")
+    return df

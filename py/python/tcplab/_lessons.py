@@ -192,8 +192,10 @@ class LessonRun:
     Attributes: lesson (id), binary (name), verdict ("leak" or "clean"), expected (what this
     binary should show), passed (verdict == expected), report (the whole JSON report as a
     dict: lesson, binary, backend, server_port, verdict, expected, observed, facts,
-    timeline), timeline (a Timeline), server_port, observed, facts. With ``hold`` the child
-    keeps its sockets alive after reporting: ``alive``, ``wait()`` and ``stop()`` manage it.
+    timeline, and segments when captured), timeline (a Timeline), segments (the captured
+    segments as a DataFrame: lessons about the wire capture on every run, any lesson with
+    ``pcap``), server_port, observed, facts. With ``hold`` the child keeps its sockets alive
+    after reporting: ``alive``, ``wait()`` and ``stop()`` manage it.
 
     Example:
 
@@ -218,6 +220,12 @@ class LessonRun:
         )
         self.stderr = stderr
         self._process = process
+
+    @property
+    def segments(self) -> Any:
+        """The segments captured on the lesson's port, as a pandas DataFrame (empty when the
+        run did not capture; see ``Timeline.segments``)."""
+        return self.timeline.segments
 
     @property
     def passed(self) -> bool:
@@ -299,6 +307,7 @@ def run(
     churn_secs: float | None = None,
     churn_rate: float | None = None,
     build: bool | None = None,
+    pcap: str | os.PathLike[str] | None = None,
 ) -> LessonRun:
     """Run a lesson binary in a child process and return its kernel-graded report.
 
@@ -316,7 +325,11 @@ def run(
     the checkout's sources when the current folder is inside a tcplab checkout and cargo is
     there, so an edited lesson or your desk copy (``variant="student"``) is what runs, and
     uses the installed binaries otherwise; True always builds (TcplabError outside a
-    checkout, or with the compiler's errors); False never builds.
+    checkout, or with the compiler's errors); False never builds. pcap: a file to write the
+    lesson's segments to as pcapng (state changes as packet comments, for Wireshark); the
+    run's ``segments`` then hold them. Lessons about the wire (07, 08, 10, 11) capture on
+    every run; without root a capturing lesson runs in a user + network namespace of its
+    own, or says in its stderr that it goes on without segments.
 
     Raises ValueError for unknown lessons or variants (listing the valid ones) and numbers out
     of range, TypeError for wrong types, TcplabError when the binary is missing or fails.
@@ -373,6 +386,10 @@ def run(
         args += ["--churn-secs", repr(float(churn))]
     if rate is not None:
         args += ["--churn-rate", repr(float(rate))]
+    if pcap is not None:
+        if not isinstance(pcap, (str, os.PathLike)):
+            raise TypeError(f"pcap must be a path, not {type(pcap).__name__}")
+        args += ["--pcap", os.fspath(pcap)]
     err = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True

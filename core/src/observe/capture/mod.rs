@@ -25,9 +25,9 @@
 //!
 //! Left out on purpose: interfaces other than loopback are not tested (the code takes any
 //! name), no promiscuous mode, no payload bytes kept past `snaplen`, no reassembly, and no
-//! bounded history: a capture keeps every segment until it is finished (a lesson's few
-//! hundred, or a benchmark's million, about 100 bytes each; for hours of a busy interface,
-//! use tcpdump with a ring of files).
+//! unbounded history: a capture keeps at most `max_segments` ([`MAX_SEGMENTS`] by default, a
+//! lesson's few hundred many times over), counts what it leaves out past that and says so;
+//! for hours of a busy interface, use tcpdump with a ring of files.
 
 pub mod bpf;
 pub mod pcapng;
@@ -45,6 +45,10 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::segment::{Numbering, Segment, parse_frame};
 use ring::{KernelStats, OpenError, PacketRing, RingSize};
+
+/// How many segments a capture keeps at most by default: about 150 MB of segments, and as
+/// much again of frames when they are kept for a file; minutes of the lessons' churn.
+pub const MAX_SEGMENTS: usize = 1_000_000;
 
 /// What to capture and how.
 #[derive(Debug, Clone)]
@@ -64,6 +68,10 @@ pub struct CaptureConfig {
     pub snaplen: u32,
     /// Keep the frames (for a pcapng file); without, only the parsed segments are kept.
     pub keep_frames: bool,
+    /// The most segments (and frames) kept; past it the capture counts what it leaves out
+    /// (`CaptureStats::over_limit`) and says so when it finishes, so that its memory stays
+    /// bounded however long it runs. [`MAX_SEGMENTS`] by default.
+    pub max_segments: usize,
     /// The ring: bytes per block (a power of two, a multiple of the page size), blocks, and
     /// how long the kernel may hold a block that is not full.
     pub block_size: u32,
@@ -79,6 +87,7 @@ impl Default for CaptureConfig {
             origin: None,
             snaplen: 256,
             keep_frames: true,
+            max_segments: MAX_SEGMENTS,
             block_size: 256 * 1024,
             blocks: 128,
             block_timeout: Duration::from_millis(5),
@@ -131,6 +140,8 @@ pub struct CaptureStats {
     pub unparsed: u64,
     /// Ring blocks read.
     pub blocks: u64,
+    /// Segments left out because `max_segments` were kept already.
+    pub over_limit: u64,
 }
 
 /// A finished capture.
@@ -242,13 +253,21 @@ impl std::fmt::Debug for Capture {
 /// the CPU for a quarter of a second. Churn-sized traffic wants
 /// [`CaptureConfig::default`]'s 32 MiB (see the capture benchmark).
 pub fn loopback(ports: &[u16], origin: Option<Instant>) -> Result<Capture> {
-    Capture::start(CaptureConfig {
-        origin,
-        block_size: 64 * 1024,
-        blocks: 64,
-        block_timeout: Duration::from_millis(4),
-        ..CaptureConfig::loopback(ports)
-    })
+    Capture::start(CaptureConfig::lesson(ports, origin))
+}
+
+impl CaptureConfig {
+    /// The configuration [`loopback`] starts with (keeping frames), for a caller that
+    /// changes a field first (say `keep_frames` when no file is written).
+    pub fn lesson(ports: &[u16], origin: Option<Instant>) -> CaptureConfig {
+        CaptureConfig {
+            origin,
+            block_size: 64 * 1024,
+            blocks: 64,
+            block_timeout: Duration::from_millis(4),
+            ..CaptureConfig::loopback(ports)
+        }
+    }
 }
 
 fn open_error(cfg: &CaptureConfig, e: OpenError) -> Error {
@@ -322,6 +341,7 @@ impl Capture {
             loopback,
             snaplen: cfg.snaplen as usize,
             keep_frames: cfg.keep_frames,
+            max_segments: cfg.max_segments,
             block_timeout: cfg.block_timeout,
         };
         let worker = std::thread::Builder::new()
@@ -395,6 +415,14 @@ impl Capture {
                 stats.kernel_drops, stats.kernel_packets
             ));
         }
+        if stats.over_limit > 0 {
+            warnings.push(format!(
+                "the capture kept its first {} segments and left out {} more \
+                 (CaptureConfig::max_segments bounds its memory); a shorter run, or tcpdump \
+                 with a ring of files, keeps them all",
+                stats.segments, stats.over_limit
+            ));
+        }
         Ok(CaptureReport {
             segments,
             frames,
@@ -423,6 +451,7 @@ struct Reader {
     loopback: bool,
     snaplen: usize,
     keep_frames: bool,
+    max_segments: usize,
     block_timeout: Duration,
 }
 
@@ -513,8 +542,15 @@ impl Reader {
         if blocks == 0 {
             return;
         }
+        // Bounded: past max_segments only the count goes on.
+        let kept = lock(&self.shared.segments).len();
+        let room = self.max_segments.saturating_sub(kept);
+        let over = segs.len().saturating_sub(room);
+        segs.truncate(room);
+        frames.truncate(room);
         {
             let mut st = lock(&self.shared.stats);
+            st.over_limit += over as u64;
             st.blocks += u64::from(blocks);
             st.segments += segs.len() as u64;
             st.duplicates += dup;

@@ -68,7 +68,10 @@ impl Poller {
             // seq[0] held before the first event; seq[i] began with event i - 1.
             let evs: Vec<&Event> = timeline.events_of(ep).collect();
             let date = |i: usize| evs[i.saturating_sub(1)].t_us;
-            let path = infer::peer_path(seq, self.is_child(peer.local));
+            // The peer of an end that connected (CLOSE -> SYN_SENT) was accepted, even when
+            // its listener lived and went between two polls.
+            let connected = seq.starts_with(&[TcpState::Close, TcpState::SynSent]);
+            let path = infer::peer_path(seq, connected || self.is_child(peer.local));
             for w in path.windows(2) {
                 let ((from, _), (to, i)) = (w[0], w[1]);
                 events.push(Event::new(
@@ -246,6 +249,26 @@ mod tests {
                 .filter(|e| e.source == Source::Inferred)
                 .count(),
             3
+        );
+    }
+
+    #[test]
+    fn the_peer_of_a_client_is_a_child_even_when_no_listener_was_seen() {
+        // The listener, the connection and its close all fell between two polls (a program in
+        // a namespace of its own, on a fixed port): only the client's TIME_WAIT was seen.
+        let mut p = Poller::default();
+        p.baseline(&[]);
+        let mut out = Vec::new();
+        p.diff(&[row(TimeWait, 40000, 5000)], 10, &mut out);
+        assert_eq!(p.infer_peers(&mut out), 1);
+        let t = Timeline::from_events(out);
+        let child = endpoint(
+            row(Close, 5000, 40000).local,
+            row(Close, 5000, 40000).remote,
+        );
+        assert_eq!(
+            t.sequence(child),
+            vec![Listen, SynRecv, Established, CloseWait, LastAck, Close]
         );
     }
 
