@@ -20,6 +20,7 @@ pub mod kernel;
 pub mod ladder;
 pub mod limits;
 pub mod model;
+pub mod netns;
 pub mod observe;
 pub mod peer;
 pub mod segment;

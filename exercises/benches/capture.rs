@@ -22,9 +22,9 @@ use common::{env_or, median};
 use std::process::Command;
 use std::time::Instant;
 
+use tcplab_core::netns;
 use tcplab_core::observe::capture::{Capture, CaptureConfig};
 use tcplab_exercises::lessons::churn::{self, Closer, Config};
-use tcplab_exercises::lessons::netns;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -14,8 +14,8 @@ use common::{env_or, median};
 
 use std::process::Command;
 
+use tcplab_core::netns;
 use tcplab_exercises::lessons::churn::{self, Closer, Config};
-use tcplab_exercises::lessons::netns;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use common::{binary_path, run_with_env};
 use serde_json::Value;
+use tcplab_core::netns::NO_NETNS_ENV;
 use tcplab_exercises::facts;
-use tcplab_exercises::lessons::netns::NO_NETNS_ENV;
 
 fn doctor(env: &[(&str, &str)]) -> Value {
     let out = Command::new(binary_path("tcplab"))

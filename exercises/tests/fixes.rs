@@ -15,10 +15,10 @@ use std::process::Command;
 
 use serde::Deserialize;
 use serde_json::Value;
+use tcplab_core::netns;
 use tcplab_exercises::catalog::Catalog;
 use tcplab_exercises::cli::runner;
 use tcplab_exercises::desk;
-use tcplab_exercises::lessons::netns;
 
 #[derive(Debug, Deserialize)]
 struct Suite {

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use common::{run, run_unprivileged, run_with_env};
 use serde_json::Value;
+use tcplab_core::netns::NO_NETNS_ENV;
 use tcplab_exercises::facts;
-use tcplab_exercises::lessons::netns::NO_NETNS_ENV;
 
 #[test]
 fn port_exhaustion_churn_runs_out_of_ports() {

@@ -10,8 +10,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use tcplab_core::netns::NO_NETNS_ENV;
 use tcplab_exercises::catalog::Catalog;
-use tcplab_exercises::lessons::netns::NO_NETNS_ENV;
 
 /// Replace what varies between runs with a placeholder.
 fn filters() -> Vec<(&'static str, &'static str)> {

@@ -270,7 +270,7 @@ pub fn _enter_namespace() -> PyResult<String> {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         libc::prctl(libc::PR_SET_DUMPABLE, 1);
     }
-    use tcplab_exercises::lessons::netns;
+    use tcplab_core::netns;
     match netns::try_enter(netns::Prefer::UserNamespace) {
         Ok(Ok(how)) => Ok(how.to_string()),
         Ok(Err(refused)) => Err(PyPermissionError::new_err(refused.to_string())),

@@ -24,7 +24,7 @@ use tcplab_core::observe::trace::{Backend, TraceConfig, Tracer};
 use tcplab_core::observe::{self, Method, Query};
 use tcplab_core::sockets;
 
-use crate::lessons::netns;
+use tcplab_core::netns;
 
 #[derive(Args, Debug, Clone)]
 pub struct DoctorArgs {

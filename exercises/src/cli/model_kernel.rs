@@ -22,7 +22,7 @@ use tcplab_core::model::{Difference, DifferenceKind, Mapping, Options, Scenario,
 use tcplab_core::peer;
 use tcplab_core::timeline::{Side, Timeline};
 
-use crate::lessons::netns;
+use tcplab_core::netns;
 
 /// The script in which the kernel plays `side` of `scenario`.
 pub fn script(scenario: Scenario, side: Side) -> &'static str {

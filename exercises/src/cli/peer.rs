@@ -23,7 +23,7 @@ use tcplab_core::observe::capture::pcapng::{self, PcapInfo};
 use tcplab_core::peer::link::LinkKind;
 use tcplab_core::peer::{self, Options, Report};
 
-use crate::lessons::netns;
+use tcplab_core::netns;
 
 #[derive(Args, Debug, Clone)]
 pub struct PeerArgs {

@@ -26,7 +26,7 @@ use tcplab_core::observe::capture::{self, CaptureReport, pcapng};
 use tcplab_core::observe::trace::is_root;
 
 use super::{Lab, print_line};
-use crate::lessons::netns;
+use tcplab_core::netns;
 
 impl Lab {
     /// Before the lesson starts any thread: an ordinary user who asked for `--pcap` gets a

@@ -13,7 +13,6 @@ pub mod half_open;
 pub mod last_ack;
 pub mod mystery;
 pub mod net;
-pub mod netns;
 pub mod ports;
 pub mod restart;
 pub mod scripted;

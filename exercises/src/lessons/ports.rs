@@ -40,7 +40,8 @@ use tcplab_core::{TcpState, sockets};
 use crate::catalog::Verdict;
 use crate::facts;
 use crate::lab::Lab;
-use crate::lessons::{churn, netns};
+use crate::lessons::churn;
+use tcplab_core::netns;
 
 /// The ephemeral port range set inside the namespace: 100 ports.
 pub const PORT_RANGE: (u16, u16) = (40000, 40099);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tcplab_core::TcpState;
 use tcplab_core::kernel::is_root;
+use tcplab_core::netns;
 use tcplab_core::observe::SocketRow;
 use tcplab_core::peer::link::{DEVICE, Link, LinkKind, REMOTE_IP, Sent};
 use tcplab_core::peer::run::{REMOTE_ISN, REMOTE_PORT};
@@ -20,7 +21,6 @@ use tcplab_core::peer::script::{TCP_ACK, TCP_SYN, TcpOpt};
 use tcplab_core::peer::wire::Wire;
 
 use crate::lab::Lab;
-use crate::lessons::netns;
 
 /// How long any one step (a segment from the kernel) may take.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(3);

@@ -19,7 +19,7 @@ use crate::catalog::Verdict;
 use crate::facts;
 use crate::lab::Lab;
 use crate::lessons::churn::{self, Closer};
-use crate::lessons::netns;
+use tcplab_core::netns;
 
 /// The server's reply on every connection.
 pub const REPLY: &[u8] = b"hello from the server\n";

@@ -136,7 +136,7 @@ pub fn try_enter(prefer: Prefer) -> Result<std::result::Result<&'static str, Ref
         }
         "network namespace (as root)"
     };
-    tcplab_core::sockets::loopback_up().context("bring lo up in the new namespace")?;
+    crate::sockets::loopback_up().context("bring lo up in the new namespace")?;
     Ok(Ok(how))
 }
 
@@ -179,7 +179,7 @@ pub fn set_ipv4_sysctl(name: &str, value: &str) -> Result<()> {
 /// Resets this namespace's TCP has sent so far: `Tcp: OutRsts` of /proc/net/snmp (every RST,
 /// whether from SO_LINGER 0, unread data at close, or an answer to a segment for no socket).
 pub fn resets_sent() -> u64 {
-    tcplab_core::kernel::tcp_counters()
+    crate::kernel::tcp_counters()
         .get("OutRsts")
         .copied()
         .unwrap_or(0)
