@@ -207,6 +207,8 @@ pub struct Lab {
     /// With `--pcap`: the running capture, then what it saw (see `wire.rs`).
     wire: Option<Capture>,
     wire_report: Option<CaptureReport>,
+    /// The interface the capture listens on: `lo`, or the scripted peer's `tun0`.
+    wire_interface: String,
     /// Why a capture that was wanted is not running (one line), for the verdicts that fall
     /// back to other evidence.
     wire_missing: Option<String>,
@@ -247,6 +249,7 @@ impl Lab {
             netns: None,
             wire: None,
             wire_report: None,
+            wire_interface: "lo".to_string(),
             wire_missing: None,
         })
     }

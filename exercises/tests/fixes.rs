@@ -271,6 +271,7 @@ lessons! {
     l09_fixes => "09",
     l10_fixes => "10",
     l11_fixes => "11",
+    l12_fixes => "12",
 }
 
 /// Every lesson with a student binary has a test above, and the suite names only those.

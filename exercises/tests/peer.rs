@@ -253,6 +253,11 @@ fn shipped_scripts_show_their_state() {
         ("lost-last-ack.pkt", "close(4) = 0", "LAST_ACK"),
         ("crossed-fins.pkt", "< F. 1:1(0) ack 1 win 65535", "CLOSING"),
         (
+            "close-wait-keepalive.pkt",
+            "read(4, ..., 1000) = 0",
+            "CLOSE_WAIT",
+        ),
+        (
             "crossed-fins.pkt",
             "< . 2:2(0) ack 2 win 65535",
             "TIME_WAIT",

@@ -177,6 +177,10 @@ transcripts! {
     t10_fixed => "10-fixed-server",
     t11_leak => "11-mystery-leak",
     t11_fix => "11-find-and-fix",
+    t12_leak => "12-half-open-leak",
+    t12_keepalive => "12-half-open-keepalive",
+    t13 => "13-lost-last-ack",
+    t14 => "14-simultaneous-close",
 }
 
 /// Lesson 09 where no private network namespace can be made (a default container), forced

@@ -69,6 +69,12 @@ impl Lab {
         }
     }
 
+    /// Capture on `interface` instead of `lo` (a lesson whose peer is the scripted one, on
+    /// `tun0`). Call before [`Lab::watch`].
+    pub fn capture_on(&mut self, interface: &str) {
+        self.wire_interface = interface.to_string();
+    }
+
     /// Whether this run captures: for a pcapng file or a ladder, or always for a lesson
     /// about the wire.
     fn capture_wanted(&self) -> bool {
@@ -110,6 +116,7 @@ impl Lab {
         }
         let cfg = capture::CaptureConfig {
             keep_frames: self.args.pcap.is_some(),
+            interface: self.wire_interface.clone(),
             ..capture::CaptureConfig::lesson(&[server_port], Some(origin))
         };
         match capture::Capture::start(cfg) {
