@@ -357,9 +357,16 @@ fn one_svg(s: &mut String, l: &Ladder, cols: &Columns, y0: f64) {
         r#"<text x="{sx:.1}" y="{head_y}" text-anchor="middle" font-weight="bold">{}</text>"#,
         xml_escape(&l.server)
     );
+    // "t (ms)" stands beside the names, or a line lower when a long client address (the
+    // scripted peer's) reaches into the time column.
+    let t_y = if cx - text_w(&l.client, FONT) / 2.0 < left + text_w("t (ms)", FONT) + 8.0 {
+        head_y + 20.0
+    } else {
+        head_y
+    };
     let _ = writeln!(
         s,
-        r##"<text x="{left}" y="{head_y}" fill="#555">t (ms)</text>"##
+        r##"<text x="{left}" y="{t_y}" fill="#555">t (ms)</text>"##
     );
     let line_end = bottom - row_h;
     for x in [cx, sx] {

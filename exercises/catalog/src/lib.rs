@@ -317,7 +317,21 @@ mod tests {
     #[test]
     fn builtin_catalog_parses_and_is_consistent() {
         let c = Catalog::builtin();
-        assert_eq!(c.lessons.len(), 11);
+        // One lesson per numbered chapter of the book (book/src/NN-*.md).
+        let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../book/src");
+        let chapters = std::fs::read_dir(&book)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| {
+                n.len() > 3 && n[..2].bytes().all(|b| b.is_ascii_digit()) && &n[2..3] == "-"
+            })
+            .count();
+        assert!(
+            chapters >= 11,
+            "{} has {chapters} lesson chapters",
+            book.display()
+        );
+        assert_eq!(c.lessons.len(), chapters);
         for (i, l) in c.lessons.iter().enumerate() {
             assert_eq!(l.id, format!("{:02}", i + 1));
             assert!(!l.hints.is_empty(), "lesson {} has no hints", l.id);
