@@ -434,10 +434,15 @@ fn one_timeline_links_the_fin_to_close_wait() {
         "backend {backend}: FIN at {} us, CLOSE_WAIT at {} us",
         fin.t_us, timeline.events[i].t_us
     );
+    // One clock: the FIN and the state change it caused are close together. Not a timing
+    // test: the bound is loose (milliseconds), because the packet's stamp and the tracepoint's
+    // are taken at different points of the receive path, and a loaded machine moves them
+    // apart by a few hundred microseconds (seen: the state 137 us before the frame's stamp).
+    // Two clocks would be apart by seconds or by the time since boot.
     if backend == Backend::Tracepoint {
         let e = &timeline.events[i];
         assert!(
-            fin.t_us <= e.t_us + 50 && e.t_us < fin.t_us + 5_000,
+            fin.t_us <= e.t_us + 2_000 && e.t_us < fin.t_us + 5_000,
             "FIN at {} us, CLOSE_WAIT at {} us",
             fin.t_us,
             e.t_us
