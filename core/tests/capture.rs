@@ -393,9 +393,11 @@ fn times_share_the_tracer_clock() {
     let report = cap.finish().unwrap();
     let syn = &report.segments[0];
     assert!(syn.has(Flag::Syn));
-    // The clocks' offset is read to within a few microseconds.
+    // The clocks' offset is read to within a few microseconds on a quiet machine; a loaded
+    // one can preempt the reading, so allow a millisecond (two clocks would be apart by far
+    // more: seconds, or the time since boot).
     assert!(
-        before <= syn.t_us + 50 && syn.t_us <= after + 50,
+        before <= syn.t_us + 1_000 && syn.t_us <= after + 1_000,
         "SYN at {} us, connect() between {before} and {after} us",
         syn.t_us
     );
