@@ -307,6 +307,33 @@ impl Timeline {
         self.segments_of(Conn::new(endpoint.local, endpoint.remote))
     }
 
+    /// For drawing only: each inferred step that receiving a segment brings about (SYN_RECV,
+    /// ESTABLISHED on the SYN+ACK, CLOSE_WAIT, TIME_WAIT, the end of LAST_ACK...) paired
+    /// with the matching segment received within a millisecond of it, so that a ladder
+    /// writes the step after that segment's arrow. Not a [`Cause`]: an inferred step was not
+    /// seen, so [`Timeline::causes`] leaves it out.
+    pub fn inferred_receipts(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (i, e) in self.events.iter().enumerate() {
+            if e.source != Source::Inferred {
+                continue;
+            }
+            let Some((Direction::Received, flag)) = wire_cause(e.from, e.to) else {
+                continue;
+            };
+            let found = self.segments.iter().position(|s| {
+                s.src == e.remote
+                    && s.dst == e.local
+                    && s.has(flag)
+                    && s.t_us.abs_diff(e.t_us) <= CAUSE_EARLY_US
+            });
+            if let Some(j) = found {
+                out.push((i, j));
+            }
+        }
+        out
+    }
+
     /// Every state change whose cause on the wire is clear, linked to its segment: a
     /// received FIN behind `ESTABLISHED -> CLOSE_WAIT`, the ACK behind `FIN_WAIT1 ->
     /// FIN_WAIT2`, a received RST behind any `-> CLOSE` of a live connection, the FIN a

@@ -447,3 +447,47 @@ fn a_rare_kind_is_an_accident_a_common_one_is_not() {
     assert_eq!(small.differs_from(&small_odd).len(), 1);
     assert_eq!(wire::Kinds::parse(&ten_odd.described()), Some(ten_odd));
 }
+
+/// A poll that missed brief states fills them in as inferred steps, dated by the segments
+/// behind them (the sandbox's ladder, polling without root): a step brought about by a
+/// received segment (SYN_RECV, CLOSE_WAIT, TIME_WAIT, the end of LAST_ACK) is written after
+/// that segment's arrow, not on the row before it; a step a sent segment brings about
+/// (FIN_WAIT1) stays before its arrow.
+#[test]
+fn inferred_steps_caused_by_a_received_segment_come_after_its_arrow() {
+    let (events, segments) = graceful(40000, 1_000);
+    let inferred: Vec<Event> = events
+        .into_iter()
+        .map(|e| {
+            // Dated exactly at a segment, as `date_inferred_by_segments` does.
+            let at = segments
+                .iter()
+                .filter(|s| s.t_us <= e.t_us + 1)
+                .map(|s| s.t_us)
+                .max()
+                .unwrap_or(e.t_us);
+            Event::new(at, e.local, e.remote, e.from, e.to, Source::Inferred)
+        })
+        .collect();
+    let t = Timeline::from_events(inferred).with_segments(segments);
+    let text = wire::text(&t);
+    let row_of = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} is not in\n{text}"))
+    };
+    for (state, arrow) in [
+        ("(SYN_RECV)", "SYN seq=0 "),
+        ("(CLOSE_WAIT)", "FIN+ACK seq=6 ack=1"),
+        ("(TIME_WAIT)", "FIN+ACK seq=1 ack=7"),
+    ] {
+        assert!(
+            row_of(state) > row_of(arrow),
+            "{state} must come after the arrow {arrow:?}:\n{text}"
+        );
+    }
+    assert!(
+        row_of("(FIN_WAIT1)") <= row_of("FIN+ACK seq=6 ack=1"),
+        "FIN_WAIT1 is the close that sent the FIN:\n{text}"
+    );
+}

@@ -315,8 +315,11 @@ impl Lab {
         // The signal thread starts here, not in main(): lesson 09 must still be
         // single-threaded when it enters its private namespace (unshare refuses otherwise).
         install_signal_cleanup();
-        let tracer = Tracer::start(cfg)?;
-        self.start_wire(server_port, tracer.started());
+        let opening = self.open_wire(server_port);
+        let tracer = Tracer::start(cfg);
+        // Joined before an error from the tracer is returned: no thread is left opening.
+        self.run_wire(opening, tracer.as_ref().map_or_else(|_| Instant::now(), |t| t.started()));
+        let tracer = tracer?;
         self.backend = tracer.backend().to_string();
         self.say(format!(
             "watching port {server_port} with the {} backend ({})",

@@ -89,19 +89,39 @@ impl Trace {
             }
         }
         let cfg = this.cfg.clone();
-        let tracer = py.detach(move || Tracer::start(cfg)).map_err(to_py)?;
-        let capture = if this.capture {
-            let cfg = crate::capture::config(&this.cfg.ports, Some(tracer.started()));
-            match py.detach(move || Capture::start(cfg)) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    // Nothing is left running when the capture is refused.
-                    let _ = py.detach(move || tracer.finish());
-                    return Err(crate::capture::capture_error(e));
+        let wanted = this
+            .capture
+            .then(|| crate::capture::config(&this.cfg.ports, None));
+        // The capture opens on a thread of its own while the tracer starts: the kernel
+        // waits for an RCU grace period when it sets up the ring, and the two waits overlap.
+        let (tracer, opened) = py.detach(move || {
+            std::thread::scope(|s| {
+                let opening = wanted.map(|c| s.spawn(move || Capture::open(c)));
+                let tracer = Tracer::start(cfg);
+                let opened = opening.map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(tcplab_core::Error::InvalidInput(
+                            "the thread opening the capture panicked".into(),
+                        ))
+                    })
+                });
+                (tracer, opened)
+            })
+        });
+        let tracer = tracer.map_err(to_py)?;
+        let capture = match opened {
+            None => None,
+            Some(opened) => {
+                let origin = tracer.started();
+                match py.detach(move || opened.and_then(|o| o.run(Some(origin)))) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        // Nothing is left running when the capture is refused.
+                        let _ = py.detach(move || tracer.finish());
+                        return Err(crate::capture::capture_error(e));
+                    }
                 }
             }
-        } else {
-            None
         };
         let mut inner = this.lock();
         inner.capture = capture;

@@ -578,10 +578,16 @@ fn ladder_of(p: &Part) -> Ladder {
     // Events and segments merged in time order. At equal times a change comes before a
     // segment, except a change caused by a received segment: it comes after it, also when
     // the clocks put it a hair earlier.
+    // Inferred steps that a received segment brings about are drawn after it too.
     let after: HashMap<usize, u64> = causes
         .iter()
         .filter(|c| c.direction == timeline::Direction::Received)
         .map(|c| (c.event, t.segments[c.segment].t_us))
+        .chain(
+            t.inferred_receipts()
+                .into_iter()
+                .map(|(e, s)| (e, t.segments[s].t_us)),
+        )
         .collect();
     let mut items: Vec<(u64, u8, usize, bool)> = t
         .events

@@ -26,6 +26,11 @@ use tcplab_core::observe::capture::{self, CaptureReport, pcapng};
 use tcplab_core::observe::trace::is_root;
 
 use super::{Lab, print_line};
+
+/// A capture being opened on its own thread ([`Lab::open_wire`]).
+pub(super) struct PendingWire(
+    std::thread::JoinHandle<tcplab_core::error::Result<capture::Opened>>,
+);
 use tcplab_core::netns;
 
 impl Lab {
@@ -109,17 +114,48 @@ impl Lab {
         Ok(None)
     }
 
-    /// Start capturing the server port, on the tracer's clock (from [`Lab::watch`]).
-    pub(super) fn start_wire(&mut self, server_port: u16, origin: Instant) {
+    /// Start opening the capture of the server port on a thread of its own, so that the
+    /// kernel's wait in setting up the ring (an RCU grace period) overlaps the tracer's
+    /// start; [`Lab::run_wire`] then starts it on the tracer's clock. `None` when this run
+    /// does not capture.
+    pub(super) fn open_wire(&mut self, server_port: u16) -> Option<PendingWire> {
         if !self.capture_wanted() || self.wire_missing.is_some() {
-            return;
+            return None;
         }
         let cfg = capture::CaptureConfig {
             keep_frames: self.args.pcap.is_some(),
             interface: self.wire_interface.clone(),
-            ..capture::CaptureConfig::lesson(&[server_port], Some(origin))
+            ..capture::CaptureConfig::lesson(&[server_port], None)
         };
-        match capture::Capture::start(cfg) {
+        let opening = std::thread::Builder::new()
+            .name("tcplab-capture-open".into())
+            .spawn(move || capture::Capture::open(cfg));
+        match opening {
+            Ok(handle) => Some(PendingWire(handle)),
+            Err(e) => {
+                eprintln!(
+                    "{}: going on without segments: start a thread: {e}",
+                    self.binary.name
+                );
+                self.wire_missing = Some(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Start the capture [`Lab::open_wire`] opened, counting from `origin` (the tracer's
+    /// start).
+    pub(super) fn run_wire(&mut self, pending: Option<PendingWire>, origin: Instant) {
+        let Some(PendingWire(handle)) = pending else {
+            return;
+        };
+        let started = match handle.join() {
+            Ok(opened) => opened.and_then(|o| o.run(Some(origin))),
+            Err(_) => Err(tcplab_core::Error::InvalidInput(
+                "the thread opening the capture panicked".into(),
+            )),
+        };
+        match started {
             Ok(c) => {
                 self.say(format!("capturing segments: {}", c.note()));
                 self.wire = Some(c);

@@ -290,10 +290,37 @@ fn open_error(cfg: &CaptureConfig, e: OpenError) -> Error {
     }
 }
 
+/// A capture whose socket is open, filtered, bound and ringed, but whose reader has not
+/// started: [`Capture::open`] does the slow part (the kernel waits for an RCU grace period
+/// when it sets up the ring, `synchronize_net()` in `packet_set_ring()`,
+/// net/packet/af_packet.c) so a caller can do it on another thread while it starts a
+/// tracer, then [`Opened::run`] with the tracer's clock. Frames that arrive in between wait
+/// in the ring.
+pub struct Opened {
+    cfg: CaptureConfig,
+    ring: PacketRing,
+    loopback: bool,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("interface", &self.cfg.interface)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Capture {
     /// Open the socket, attach the filter, map the ring and start the reader thread.
     /// Returns once the socket is bound: every segment after this returns is captured.
     pub fn start(cfg: CaptureConfig) -> Result<Capture> {
+        let origin = cfg.origin;
+        Capture::open(cfg)?.run(origin)
+    }
+
+    /// The first half of [`Capture::start`]: open, filter, map and bind; every segment
+    /// after this returns is captured once [`Opened::run`] starts the reader.
+    pub fn open(cfg: CaptureConfig) -> Result<Opened> {
         let filter = bpf::tcp_ports(&cfg.ports, cfg.snaplen).ok_or_else(|| {
             Error::InvalidInput(format!(
                 "capture watches at most {} ports, not {}",
@@ -316,7 +343,24 @@ impl Capture {
         };
         let (ring, loopback) =
             PacketRing::open(&cfg.interface, &filter, size).map_err(|e| open_error(&cfg, e))?;
-        let started = cfg.origin.unwrap_or_else(Instant::now);
+        Ok(Opened {
+            cfg,
+            ring,
+            loopback,
+        })
+    }
+}
+
+impl Opened {
+    /// Start the reader: `t_us` counts from `origin` (a tracer's start), else from the
+    /// configuration's origin, else from now.
+    pub fn run(self, origin: Option<Instant>) -> Result<Capture> {
+        let Opened {
+            cfg,
+            ring,
+            loopback,
+        } = self;
+        let started = origin.or(cfg.origin).unwrap_or_else(Instant::now);
         let origin_ns = instant_mono_ns(started);
         let shared = Arc::new(Shared::new()?);
         let ports = if cfg.ports.is_empty() {
@@ -355,7 +399,9 @@ impl Capture {
             note,
         })
     }
+}
 
+impl Capture {
     /// What is captured, for a human.
     pub fn note(&self) -> &str {
         &self.note
