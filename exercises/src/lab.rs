@@ -318,7 +318,12 @@ impl Lab {
         let opening = self.open_wire(server_port);
         let tracer = Tracer::start(cfg);
         // Joined before an error from the tracer is returned: no thread is left opening.
-        self.run_wire(opening, tracer.as_ref().map_or_else(|_| Instant::now(), |t| t.started()));
+        self.run_wire(
+            opening,
+            tracer
+                .as_ref()
+                .map_or_else(|_| Instant::now(), |t| t.started()),
+        );
         let tracer = tracer?;
         self.backend = tracer.backend().to_string();
         self.say(format!(

@@ -28,9 +28,7 @@ use tcplab_core::observe::trace::is_root;
 use super::{Lab, print_line};
 
 /// A capture being opened on its own thread ([`Lab::open_wire`]).
-pub(super) struct PendingWire(
-    std::thread::JoinHandle<tcplab_core::error::Result<capture::Opened>>,
-);
+pub(super) struct PendingWire(std::thread::JoinHandle<tcplab_core::error::Result<capture::Opened>>);
 use tcplab_core::netns;
 
 impl Lab {
