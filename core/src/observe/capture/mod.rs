@@ -246,9 +246,10 @@ impl std::fmt::Debug for Capture {
 /// Start a capture of TCP on `ports` of `lo` for a lesson, with times counted from `origin`
 /// (a tracer's start) or from now. The error, when capture is refused, is one line.
 ///
-/// The ring is smaller than the default (64 blocks of 64 KiB, handed over after 4 ms): the
-/// kernel zeroes the whole ring when it is set up, and a lesson's few thousand segments need
-/// a fraction of it. The kernel hands a block over when it is full or its timeout runs out,
+/// The ring is smaller than the default (64 blocks of 64 KiB, handed over after 4 ms): a
+/// lesson's few thousand segments need a fraction of the default's 32 MiB. (Its size does
+/// not change what setting it up costs: that is an RCU grace period, the same for any size;
+/// see [`Opened`].) The kernel hands a block over when it is full or its timeout runs out,
 /// so a quiet lesson still uses a block per timeout: 64 of them ride out a reader kept off
 /// the CPU for a quarter of a second. Churn-sized traffic wants
 /// [`CaptureConfig::default`]'s 32 MiB (see the capture benchmark).
