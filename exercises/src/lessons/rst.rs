@@ -70,6 +70,8 @@ fn counter(name: &str) -> u64 {
 /// The lesson's namespace and link, the server's listener and its thread (which serves the
 /// first connection with the binary's code), and the peer.
 struct Stage {
+    /// Kept open for the whole lesson, so that every snapshot shows the listener.
+    _listener: TcpListener,
     peer: Peer,
     server: SocketAddr,
     served: Option<JoinHandle<io::Result<()>>>,
@@ -81,8 +83,9 @@ fn stage(lab: &mut Lab, serve: Serve) -> Result<Stage> {
     let server = listener.local_addr()?;
     lab.watch(server.port())?;
     let (accepted, on_accept) = mpsc::channel();
+    let accepting = listener.try_clone()?;
     let served = std::thread::spawn(move || -> io::Result<()> {
-        let (stream, _) = tcplab_core::sockets::accept_within(&listener, STEP_TIMEOUT)?;
+        let (stream, _) = tcplab_core::sockets::accept_within(&accepting, STEP_TIMEOUT)?;
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
         stream.set_write_timeout(Some(STEP_TIMEOUT))?;
         let _ = accepted.send(());
@@ -97,6 +100,7 @@ fn stage(lab: &mut Lab, serve: Serve) -> Result<Stage> {
         .recv_timeout(STEP_TIMEOUT)
         .context("the server did not accept the peer's connection")?;
     Ok(Stage {
+        _listener: listener,
         peer,
         server,
         served: Some(served),
