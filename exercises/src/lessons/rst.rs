@@ -304,9 +304,9 @@ fn rsts_on_established(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Side
             describe(after_far)
         ));
     }
-    if window <= IN_WINDOW {
+    if window < IN_WINDOW {
         wrong.push(format!(
-            "the server's window ({window} bytes) did not reach rcv_nxt + {IN_WINDOW}"
+            "the server's window ({window} bytes) does not reach rcv_nxt + {IN_WINDOW}"
         ));
     }
     if after_near != established
@@ -369,6 +369,11 @@ fn set_rfc1337(lab: &Lab, value: &str) -> Result<Option<u64>> {
 /// The second binary: a RST at a socket in `TIME_WAIT`, with and without `tcp_rfc1337`.
 pub fn time_wait(lab: &mut Lab, serve: Serve) -> Result<()> {
     let mut stage = stage(lab, serve)?;
+    // What a fresh namespace starts with, before the lesson sets it.
+    lab.fact(
+        "tcp_rfc1337_default",
+        kernel::sysctl("net/ipv4/tcp_rfc1337"),
+    );
     let result = assassinate(lab, &mut stage);
     let read_result = stage.join();
     let (why, sides) = result?;
