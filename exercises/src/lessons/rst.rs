@@ -40,6 +40,7 @@ use tcplab_core::peer::wire::Wire;
 use tcplab_core::timeline::Side;
 
 use crate::catalog::Verdict;
+use crate::facts;
 use crate::lab::{Lab, Sides};
 use crate::lessons::scripted::{self, Peer, STEP_TIMEOUT, row, state_of};
 
@@ -179,7 +180,7 @@ pub fn in_window(lab: &mut Lab, serve: Serve) -> Result<()> {
         }
     };
     let read_result = stage.join()?;
-    lab.fact("server_read_result", &read_result);
+    lab.fact(facts::SERVER_READ_RESULT, &read_result);
     lab.say(format!("the server's read(): {read_result}"));
     lab.require(
         read_result == "ECONNRESET",
@@ -224,8 +225,8 @@ fn rsts_on_established(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Side
         answers.len(),
         describe(after_far)
     ));
-    lab.fact("answers_to_far_rst", answers.len());
-    lab.fact("state_after_far_rst", after_far.map(|s| s.to_string()));
+    lab.fact(facts::ANSWERS_TO_FAR_RST, answers.len());
+    lab.fact(facts::STATE_AFTER_FAR_RST, after_far.map(|s| s.to_string()));
 
     lab.step(format!(
         "Two RSTs inside the window but not at rcv_nxt (rcv_nxt + {IN_WINDOW}), back to back"
@@ -273,11 +274,14 @@ fn rsts_on_established(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Side
         sysctl_ms("tcp_invalid_ratelimit")
     ));
     lab.say(format!("the server's socket is {}", describe(after_near)));
-    lab.fact("challenge_acks_seen", challenges.len());
+    lab.fact(facts::CHALLENGE_ACKS_SEEN, challenges.len());
     lab.fact("other_segments_after_near_rsts", others);
-    lab.fact("tcp_challenge_ack_counted", challenge_acks);
-    lab.fact("tcp_challenge_ack_skipped", skipped);
-    lab.fact("state_after_near_rsts", after_near.map(|s| s.to_string()));
+    lab.fact(facts::TCP_CHALLENGE_ACK_COUNTED, challenge_acks);
+    lab.fact(facts::TCP_CHALLENGE_ACK_SKIPPED, skipped);
+    lab.fact(
+        facts::STATE_AFTER_NEAR_RSTS,
+        after_near.map(|s| s.to_string()),
+    );
 
     lab.step("A RST exactly at rcv_nxt");
     stage.rst(rcv_nxt)?;
@@ -290,8 +294,8 @@ fn rsts_on_established(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Side
         )),
         None => lab.say("the server's socket is still there"),
     }
-    lab.fact("gone_after_exact_rst", gone.is_some());
-    lab.fact("estab_resets", resets);
+    lab.fact(facts::GONE_AFTER_EXACT_RST, gone.is_some());
+    lab.fact(facts::ESTAB_RESETS, resets);
     let sides = lab.sides()?;
     lab.say(format!("kernel says: {}", sides.describe()));
 
@@ -431,8 +435,11 @@ fn assassinate(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Sides)> {
         seconds(after),
         answers.len()
     ));
-    lab.fact("state_after_rst_rfc1337_on", kept.map(|s| s.to_string()));
-    lab.fact("answers_to_rst_rfc1337_on", answers.len());
+    lab.fact(
+        facts::STATE_AFTER_RST_RFC1337_ON,
+        kept.map(|s| s.to_string()),
+    );
+    lab.fact(facts::ANSWERS_TO_RST_RFC1337_ON, answers.len());
     lab.fact("time_wait_timer_after_ignored_rst_ms", after);
 
     lab.step("The same RST again, with net.ipv4.tcp_rfc1337 = 0 (the default)");
@@ -446,7 +453,7 @@ fn assassinate(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Sides)> {
         )),
         None => lab.say("the TIME_WAIT socket is still there"),
     }
-    lab.fact("gone_after_rst_rfc1337_off", gone.is_some());
+    lab.fact(facts::GONE_AFTER_RST_RFC1337_OFF, gone.is_some());
     let sides = lab.sides()?;
     lab.say(format!("kernel says: {}", sides.describe()));
 
