@@ -398,6 +398,15 @@ fn assassinate(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Sides)> {
     lab.say("the peer acknowledges the line and the FIN, and sends its own FIN");
     stage.peer.send(TCP_FIN | TCP_ACK, vec![], &[])?;
     stage.peer.seq = stage.peer.seq.wrapping_add(1);
+    // The kernel's ACK of that FIN, waited for here so that it is not taken for an answer to
+    // the RSTs below.
+    let fin_acked = stage.peer.seq;
+    stage
+        .peer
+        .expect("ACK of the peer's FIN", |w| {
+            w.flags & TCP_ACK != 0 && w.ack == fin_acked
+        })
+        .context("the server did not acknowledge the peer's FIN")?;
     let tw = lab.wait_until(STEP_TIMEOUT, |s| {
         s.count(Side::Server, TcpState::TimeWait) == 1
     })?;
