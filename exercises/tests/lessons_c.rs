@@ -198,11 +198,11 @@ fn find_and_fix_leaves_no_close_wait() {
     assert_gone(&f["child_pids"]);
 }
 
-/// Lesson 15, first binary: of four RSTs only the one at `rcv_nxt` ends the connection. The
-/// wire (what came back), the namespace's counters, sock_diag and read()'s errno must agree.
+/// Lesson 15's first connection: of four RSTs only the one at `rcv_nxt` ends it. The wire
+/// (what came back), the namespace's counters, sock_diag and read()'s errno must agree.
 #[test]
 fn l15_only_the_rst_at_rcv_nxt_resets() {
-    let r = run("15-rst-in-window", &[]);
+    let r = run("15-rst-handling", &[]);
     assert_eq!(common::num(&r, facts::ANSWERS_TO_FAR_RST), 0, "{r}");
     assert_eq!(common::fact(&r, facts::STATE_AFTER_FAR_RST), "ESTABLISHED");
     assert_eq!(
@@ -223,12 +223,12 @@ fn l15_only_the_rst_at_rcv_nxt_resets() {
     assert_eq!(common::fact(&r, facts::SERVER_READ_RESULT), "ECONNRESET");
 }
 
-/// Lesson 15, second binary, as an unprivileged user: the lesson sets tcp_rfc1337 in a user +
-/// network namespace of its own; with 1 the TIME_WAIT socket outlives a RST at `rcv_nxt`,
-/// with 0 the same RST ends it.
+/// Lesson 15's second connection, run by an unprivileged user: the lesson sets tcp_rfc1337 in
+/// a user + network namespace of its own; with 1 the TIME_WAIT socket outlives a RST at
+/// `rcv_nxt`, with 0 the same RST ends it.
 #[test]
 fn l15_time_wait_ignores_the_rst_only_with_rfc1337() {
-    let r = run_unprivileged("15-time-wait-assassination", &[]);
+    let r = run_unprivileged("15-rst-handling", &[]);
     assert_eq!(common::fact(&r, "tcp_rfc1337_default"), 0, "{r}");
     assert_eq!(
         common::fact(&r, facts::STATE_AFTER_RST_RFC1337_ON),

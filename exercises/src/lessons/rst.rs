@@ -1,15 +1,15 @@
 //! Lesson 15's driver: what a RST may do to a connection. The client is the scripted peer
 //! (`scripted.rs`), which can put any sequence number on a RST, as an attacker who guesses
-//! (or a middlebox that forgot the flow) would. Two runs, one per binary:
+//! (or a middlebox that forgot the flow) would. One run, two connections from the peer:
 //!
-//! - [`in_window`]: on an `ESTABLISHED` connection, a RST far outside the receive window,
-//!   two RSTs inside it but not at `rcv_nxt`, then one exactly at `rcv_nxt`. Graded on the
-//!   segments the kernel sent back (the challenge ACK), the namespace's counters
-//!   (`TcpExtTCPChallengeACK`, `TcpExtTCPACKSkippedChallenge`, `Tcp EstabResets`), the
-//!   socket in sock_diag and the errno the server's read() got.
-//! - [`time_wait`]: the server closes first and holds `TIME_WAIT`; a RST at `rcv_nxt` with
-//!   `net.ipv4.tcp_rfc1337 = 1` in the lesson's namespace, then the same RST with 0. Graded
-//!   on the `TIME_WAIT` socket in sock_diag before and after each.
+//! - the first stays `ESTABLISHED` (the binary's `serve` waits in read()): a RST far outside
+//!   the receive window, two RSTs inside it but not at `rcv_nxt`, then one exactly at
+//!   `rcv_nxt`. Graded on the segments the kernel sent back (the challenge ACK), the
+//!   namespace's counters (`TcpExtTCPChallengeACK`, `TcpExtTCPACKSkippedChallenge`, `Tcp
+//!   EstabResets`), the socket in sock_diag and the errno the server's read() got.
+//! - on the second the server closes first (the binary's `answer`) and holds `TIME_WAIT`; a
+//!   RST at `rcv_nxt` with `net.ipv4.tcp_rfc1337 = 1` in the lesson's namespace, then the
+//!   same RST with 0. Graded on the `TIME_WAIT` socket in sock_diag after each.
 //!
 //! What the kernel does (Linux 6.x): `tcp_validate_incoming()` in net/ipv4/tcp_input.c
 //! drops a segment outside the window (`tcp_sequence()`), and a RST there without an answer;
@@ -34,7 +34,9 @@ use anyhow::{Context, Result, bail};
 use tcplab_core::TcpState;
 use tcplab_core::kernel;
 use tcplab_core::netns;
-use tcplab_core::peer::link::LOCAL_IP;
+use tcplab_core::observe::SocketRow;
+use tcplab_core::peer::link::{LOCAL_IP, REMOTE_IP};
+use tcplab_core::peer::run::{REMOTE_ISN, REMOTE_PORT};
 use tcplab_core::peer::script::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
 use tcplab_core::peer::wire::Wire;
 use tcplab_core::timeline::Side;
@@ -42,7 +44,7 @@ use tcplab_core::timeline::Side;
 use crate::catalog::Verdict;
 use crate::facts;
 use crate::lab::{Lab, Sides};
-use crate::lessons::scripted::{self, Peer, STEP_TIMEOUT, row, state_of};
+use crate::lessons::scripted::{self, Peer, STEP_TIMEOUT};
 
 /// How long the lesson listens after a RST for what the kernel sends back. The kernel answers
 /// within microseconds or not at all; this is far longer than any scheduling delay.
@@ -68,47 +70,66 @@ fn counter(name: &str) -> u64 {
     }
 }
 
-/// The lesson's namespace and link, the server's listener and its thread (which serves the
-/// first connection with the binary's code), and the peer.
+/// The lesson's namespace and link, the server's listener, the peer, and the server's
+/// thread for the connection under way (it serves it with the binary's code).
 struct Stage {
-    /// Kept open for the whole lesson, so that every snapshot shows the listener.
-    _listener: TcpListener,
+    /// Open for the whole lesson, so that every snapshot shows it.
+    listener: TcpListener,
     peer: Peer,
     server: SocketAddr,
     served: Option<JoinHandle<io::Result<()>>>,
 }
 
-fn stage(lab: &mut Lab, serve: Serve) -> Result<Stage> {
+fn stage(lab: &mut Lab) -> Result<Stage> {
     let (link, rx) = scripted::enter(lab, "the client is a scripted peer")?;
     let listener = TcpListener::bind(SocketAddr::from((LOCAL_IP, 0)))?;
     let server = listener.local_addr()?;
     lab.watch(server.port())?;
-    let (accepted, on_accept) = mpsc::channel();
-    let accepting = listener.try_clone()?;
-    let served = std::thread::spawn(move || -> io::Result<()> {
-        let (stream, _) = tcplab_core::sockets::accept_within(&accepting, STEP_TIMEOUT)?;
-        stream.set_read_timeout(Some(READ_TIMEOUT))?;
-        stream.set_write_timeout(Some(STEP_TIMEOUT))?;
-        let _ = accepted.send(());
-        serve(stream)
-    });
-    let mut peer = Peer::new(link, rx, server);
-    lab.step(format!(
-        "The peer connects to the server at {server}; the server's program accepts"
-    ));
-    peer.connect()?;
-    on_accept
-        .recv_timeout(STEP_TIMEOUT)
-        .context("the server did not accept the peer's connection")?;
     Ok(Stage {
-        _listener: listener,
-        peer,
+        listener,
+        peer: Peer::new(link, rx, server),
         server,
-        served: Some(served),
+        served: None,
     })
 }
 
 impl Stage {
+    /// A new connection from the peer's `port`, served by `serve` in a thread of its own;
+    /// returns once the server's program has accepted it.
+    fn connect(&mut self, serve: Serve, port: u16) -> Result<()> {
+        let (accepted, on_accept) = mpsc::channel();
+        let accepting = self.listener.try_clone()?;
+        self.served = Some(std::thread::spawn(move || -> io::Result<()> {
+            let (stream, _) = tcplab_core::sockets::accept_within(&accepting, STEP_TIMEOUT)?;
+            stream.set_read_timeout(Some(READ_TIMEOUT))?;
+            stream.set_write_timeout(Some(STEP_TIMEOUT))?;
+            let _ = accepted.send(());
+            serve(stream)
+        }));
+        self.peer.port = port;
+        self.peer.seq = REMOTE_ISN;
+        self.peer.ack = 0;
+        self.peer.connect()?;
+        on_accept
+            .recv_timeout(STEP_TIMEOUT)
+            .context("the server did not accept the peer's connection")?;
+        Ok(())
+    }
+
+    /// The server's socket for the peer's current connection, as sock_diag shows it.
+    fn row(&self, lab: &Lab) -> Result<Option<SocketRow>> {
+        let peer = SocketAddr::from((REMOTE_IP, self.peer.port));
+        Ok(lab
+            .rows()?
+            .into_iter()
+            .find(|r| r.local == self.server && r.remote == peer))
+    }
+
+    /// Its state, if it is there.
+    fn state(&self, lab: &Lab) -> Result<Option<TcpState>> {
+        Ok(self.row(lab)?.map(|r| r.state))
+    }
+
     /// Send a RST from the peer with sequence number `seq` (its acknowledgment field unset).
     /// What the kernel sent before it is kept first, so that it is not taken for an answer.
     fn rst(&mut self, seq: u32) -> Result<()> {
@@ -148,7 +169,7 @@ impl Stage {
     fn wait_gone(&self, lab: &Lab) -> Result<Option<Duration>> {
         let start = Instant::now();
         while start.elapsed() < STEP_TIMEOUT {
-            if state_of(lab, self.server)?.is_none() {
+            if self.state(lab)?.is_none() {
                 return Ok(Some(start.elapsed()));
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -165,15 +186,23 @@ fn abandon(stage: &mut Stage) {
     let _ = stage.join();
 }
 
-/// The first binary: RSTs in and out of the window on an `ESTABLISHED` connection.
-pub fn in_window(lab: &mut Lab, serve: Serve) -> Result<()> {
+/// Run the lesson: `serve` waits for requests on the first connection, which the RSTs test;
+/// `answer` answers and closes first on the second, which then holds `TIME_WAIT`.
+pub fn run(lab: &mut Lab, serve: Serve, answer: Serve) -> Result<()> {
     let sysctl = |knob: &str| kernel::sysctl(&format!("net/ipv4/{knob}"));
-    let mut stage = stage(lab, serve)?;
+    let mut stage = stage(lab)?;
     lab.fact("tcp_challenge_ack_limit", sysctl("tcp_challenge_ack_limit"));
     lab.fact("tcp_invalid_ratelimit", sysctl("tcp_invalid_ratelimit"));
-    let result = rsts_on_established(lab, &mut stage);
-    let (why, sides) = match result {
-        Ok(r) => r,
+    // What a fresh namespace starts with, before the lesson sets it.
+    lab.fact("tcp_rfc1337_default", sysctl("tcp_rfc1337"));
+
+    lab.step(format!(
+        "The peer connects to the server at {}; the server's program waits in read()",
+        stage.server
+    ));
+    stage.connect(serve, REMOTE_PORT)?;
+    let first = match rsts_on_established(lab, &mut stage) {
+        Ok(why) => why,
         Err(e) => {
             abandon(&mut stage);
             return Err(e);
@@ -189,10 +218,20 @@ pub fn in_window(lab: &mut Lab, serve: Serve) -> Result<()> {
              the peer reset"
         ),
     );
-    lab.finish(Verdict::Clean, sides, &why)
+
+    lab.step(
+        "The peer connects again, from another port; this time the server's program answers \
+         with a line and closes first",
+    );
+    stage.connect(answer, REMOTE_PORT + 1)?;
+    let second = assassinate(lab, &mut stage);
+    let answered = stage.join();
+    let (why, sides) = second?;
+    lab.fact("answer_result", answered?);
+    lab.finish(Verdict::Clean, sides, &format!("{first}; {why}"))
 }
 
-fn rsts_on_established(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Sides)> {
+fn rsts_on_established(lab: &mut Lab, stage: &mut Stage) -> Result<String> {
     let open = lab.wait_until(STEP_TIMEOUT, |s| {
         s.count(Side::Server, TcpState::Established) == 1
     })?;
@@ -218,7 +257,7 @@ fn rsts_on_established(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Side
     );
     stage.rst(rcv_nxt.wrapping_add(OUT_OF_WINDOW))?;
     let answers = stage.listen_quietly();
-    let after_far = state_of(lab, stage.server)?;
+    let after_far = stage.state(lab)?;
     lab.say(format!(
         "in {} ms the kernel sent {} segment(s) back; the server's socket is {}",
         QUIET.as_millis(),
@@ -250,7 +289,7 @@ fn rsts_on_established(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Side
         stage.peer.drain();
     }
     stage.listen_quietly();
-    let after_near = state_of(lab, stage.server)?;
+    let after_near = stage.state(lab)?;
     let challenges: Vec<(Instant, Wire)> = stage.peer.seen[from..]
         .iter()
         .filter(|(_, w)| is_challenge(w))
@@ -339,13 +378,10 @@ fn rsts_on_established(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Side
             wrong.join("; ")
         );
     }
-    Ok((
-        format!(
-            "the RST outside the window was dropped, the ones inside it drew {} challenge ACK \
-             and left the socket ESTABLISHED, the RST at rcv_nxt ended it",
-            challenges.len()
-        ),
-        sides,
+    Ok(format!(
+        "the RST outside the window was dropped, the ones inside it drew {} challenge ACK and \
+         left the socket ESTABLISHED, the RST at rcv_nxt ended it",
+        challenges.len()
     ))
 }
 
@@ -368,21 +404,6 @@ fn set_rfc1337(lab: &Lab, value: &str) -> Result<Option<u64>> {
         now.map_or("?".to_string(), |v| v.to_string())
     ));
     Ok(now)
-}
-
-/// The second binary: a RST at a socket in `TIME_WAIT`, with and without `tcp_rfc1337`.
-pub fn time_wait(lab: &mut Lab, serve: Serve) -> Result<()> {
-    let mut stage = stage(lab, serve)?;
-    // What a fresh namespace starts with, before the lesson sets it.
-    lab.fact(
-        "tcp_rfc1337_default",
-        kernel::sysctl("net/ipv4/tcp_rfc1337"),
-    );
-    let result = assassinate(lab, &mut stage);
-    let read_result = stage.join();
-    let (why, sides) = result?;
-    lab.fact("server_result", read_result?);
-    lab.finish(Verdict::Clean, sides, &why)
 }
 
 fn assassinate(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Sides)> {
@@ -411,13 +432,13 @@ fn assassinate(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Sides)> {
         s.count(Side::Server, TcpState::TimeWait) == 1
     })?;
     lab.say(format!("kernel says: {}", tw.describe()));
-    let server = stage.server;
-    let timer = |lab: &Lab| -> Result<Option<u64>> {
-        Ok(row(lab, server)?
+    let timer = |lab: &Lab, stage: &Stage| -> Result<Option<u64>> {
+        Ok(stage
+            .row(lab)?
             .filter(|r| r.state == TcpState::TimeWait)
             .and_then(|r| r.timer_ms))
     };
-    let before = timer(lab)?;
+    let before = timer(lab, stage)?;
     lab.say(format!(
         "the server closed first, so it holds TIME_WAIT; its timer: {}",
         seconds(before)
@@ -429,8 +450,8 @@ fn assassinate(lab: &mut Lab, stage: &mut Stage) -> Result<(String, Sides)> {
     let on = set_rfc1337(lab, "1")?;
     stage.rst(rcv_nxt)?;
     let answers = stage.listen_quietly();
-    let kept = state_of(lab, stage.server)?;
-    let after = timer(lab)?;
+    let kept = stage.state(lab)?;
+    let after = timer(lab, stage)?;
     let restarted = match (before, after) {
         (Some(b), Some(a)) if a < b => ", not restarted by the RST",
         (Some(_), Some(_)) => ", restarted by the RST",
