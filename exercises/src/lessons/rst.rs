@@ -300,8 +300,8 @@ fn rsts_on_established(lab: &mut Lab, stage: &mut Stage) -> Result<String> {
     let skipped = counter("TcpExtTCPACKSkippedChallenge").saturating_sub(skipped_before);
     if let Some((at, _)) = challenges.first() {
         lab.say(format!(
-            "after {} ms: an ACK of rcv_nxt, no data: the challenge ACK. A peer that really has \
-             the connection answers it with a RST at exactly that number",
+            "after {} ms: an ACK of rcv_nxt, no data: the challenge ACK. A peer that did send \
+             the RST (it has lost the connection) answers it with a RST at exactly that number",
             at.saturating_duration_since(sent_at).as_millis()
         ));
     }
