@@ -4,6 +4,8 @@
 //! plain strings in their driver.
 
 pub const ACCEPT_QUEUE: &str = "accept_queue";
+pub const ANSWERS_TO_FAR_RST: &str = "answers_to_far_rst";
+pub const ANSWERS_TO_RST_RFC1337_ON: &str = "answers_to_rst_rfc1337_on";
 pub const BACKLOG: &str = "backlog";
 pub const BIND_ERROR: &str = "bind_error";
 pub const BIND_OK: &str = "bind_ok";
@@ -29,6 +31,9 @@ pub const CLIENT_SYN_SENT: &str = "client_syn_sent";
 pub const CLIENT_TIME_WAIT: &str = "client_time_wait";
 pub const CONNECTIONS: &str = "connections";
 pub const ERROR: &str = "error";
+pub const ESTAB_RESETS: &str = "estab_resets";
+pub const GONE_AFTER_EXACT_RST: &str = "gone_after_exact_rst";
+pub const GONE_AFTER_RST_RFC1337_OFF: &str = "gone_after_rst_rfc1337_off";
 pub const HALF_CLOSED_CLIENT_FIN_WAIT2: &str = "half_closed_client_fin_wait2";
 pub const HALF_CLOSED_SERVER_CLOSE_WAIT: &str = "half_closed_server_close_wait";
 pub const LISTENING_AFTER_RESTART: &str = "listening_after_restart";
@@ -40,7 +45,13 @@ pub const SERVER_CLOSE_WAIT: &str = "server_close_wait";
 pub const SERVER_CLOSE_WAIT_BETWEEN: &str = "server_close_wait_between";
 pub const SERVER_ERROR: &str = "server_error";
 pub const SERVER_ESTABLISHED: &str = "server_established";
+pub const SERVER_READ_RESULT: &str = "server_read_result";
 pub const SERVER_TIME_WAIT: &str = "server_time_wait";
+pub const STATE_AFTER_FAR_RST: &str = "state_after_far_rst";
+pub const STATE_AFTER_NEAR_RSTS: &str = "state_after_near_rsts";
+pub const STATE_AFTER_RST_RFC1337_ON: &str = "state_after_rst_rfc1337_on";
+pub const TCP_CHALLENGE_ACK_COUNTED: &str = "tcp_challenge_ack_counted";
+pub const TCP_CHALLENGE_ACK_SKIPPED: &str = "tcp_challenge_ack_skipped";
 pub const TCP_MAX_TW_BUCKETS: &str = "tcp_max_tw_buckets";
 pub const TIMER_MS: &str = "timer_ms";
 pub const TIMER_MS_MAX: &str = "timer_ms_max";

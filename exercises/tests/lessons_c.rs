@@ -1,4 +1,4 @@
-//! Lessons 09, 10 and 11, run as built: each binary's `--json` report must carry the verdict
+//! Lessons 09, 10, 11 and 15, run as built: each binary's `--json` report must carry the verdict
 //! the catalog expects and the facts the lesson teaches, as the kernel showed them. Every
 //! lesson picks its own ports (or runs in its own network namespace), so these tests run in
 //! parallel with anything else.
@@ -196,4 +196,49 @@ fn find_and_fix_leaves_no_close_wait() {
     assert_eq!(f["wire_server_fin"], 0, "{f}");
     assert_eq!(f["child_pids"].as_array().unwrap().len(), 2);
     assert_gone(&f["child_pids"]);
+}
+
+/// Lesson 15's first connection: of four RSTs only the one at `rcv_nxt` ends it. The wire
+/// (what came back), the namespace's counters, sock_diag and read()'s errno must agree.
+#[test]
+fn l15_only_the_rst_at_rcv_nxt_resets() {
+    let r = run("15-rst-handling", &[]);
+    assert_eq!(common::num(&r, facts::ANSWERS_TO_FAR_RST), 0, "{r}");
+    assert_eq!(common::fact(&r, facts::STATE_AFTER_FAR_RST), "ESTABLISHED");
+    assert_eq!(
+        common::fact(&r, facts::STATE_AFTER_NEAR_RSTS),
+        "ESTABLISHED"
+    );
+    // Two RSTs in the window: one challenge ACK on the wire, counted; the other held back by
+    // the per-socket rate limit, counted too.
+    let seen = common::num(&r, facts::CHALLENGE_ACKS_SEEN);
+    let counted = common::num(&r, facts::TCP_CHALLENGE_ACK_COUNTED);
+    let skipped = common::num(&r, facts::TCP_CHALLENGE_ACK_SKIPPED);
+    assert!(
+        seen >= 1 && counted == seen && counted + skipped == 2,
+        "{r}"
+    );
+    assert_eq!(common::fact(&r, facts::GONE_AFTER_EXACT_RST), true, "{r}");
+    assert_eq!(common::num(&r, facts::ESTAB_RESETS), 1, "{r}");
+    assert_eq!(common::fact(&r, facts::SERVER_READ_RESULT), "ECONNRESET");
+}
+
+/// Lesson 15's second connection, run by an unprivileged user: the lesson sets tcp_rfc1337 in
+/// a user + network namespace of its own; with 1 the TIME_WAIT socket outlives a RST at
+/// `rcv_nxt`, with 0 the same RST ends it.
+#[test]
+fn l15_time_wait_ignores_the_rst_only_with_rfc1337() {
+    let r = run_unprivileged("15-rst-handling", &[]);
+    assert_eq!(common::fact(&r, "tcp_rfc1337_default"), 0, "{r}");
+    assert_eq!(
+        common::fact(&r, facts::STATE_AFTER_RST_RFC1337_ON),
+        "TIME_WAIT",
+        "{r}"
+    );
+    assert_eq!(common::num(&r, facts::ANSWERS_TO_RST_RFC1337_ON), 0, "{r}");
+    assert_eq!(
+        common::fact(&r, facts::GONE_AFTER_RST_RFC1337_OFF),
+        true,
+        "{r}"
+    );
 }

@@ -50,7 +50,7 @@ const SIXTY_SECOND_TIMER: (&str, &str) = (r"\b(5\d|60)\.\d s\b", "[50-60] s");
 /// Numbers that vary in one lesson only (the rest of the book shows them as they are).
 fn filters_for(name: &str) -> Vec<(&'static str, &'static str)> {
     match name {
-        "02-four-way-close" => vec![SIXTY_SECOND_TIMER],
+        "02-four-way-close" | "15-rst-handling" => vec![SIXTY_SECOND_TIMER],
         // Lesson 10's point is that the reconnect is late by a retransmission, yet fast: the
         // client resends its SYN at once after the RST, not after the 1 s timeout.
         "10-stuck-close-wait" => {
@@ -181,6 +181,7 @@ transcripts! {
     t12_keepalive => "12-half-open-keepalive",
     t13 => "13-lost-last-ack",
     t14 => "14-simultaneous-close",
+    t15 => "15-rst-handling",
 }
 
 /// Lesson 09 where no private network namespace can be made (a default container), forced

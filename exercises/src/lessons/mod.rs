@@ -15,6 +15,7 @@ pub mod mystery;
 pub mod net;
 pub mod ports;
 pub mod restart;
+pub mod rst;
 pub mod scripted;
 pub mod stuck;
 pub mod time_wait;

@@ -63,6 +63,9 @@ pub struct Peer {
     pub seq: u32,
     pub ack: u32,
     pub seen: Vec<(Instant, Wire)>,
+    /// The peer's port: [`REMOTE_PORT`], or another one for a second connection in the same
+    /// run (lesson 15), so that the two have different addresses.
+    pub port: u16,
 }
 
 impl Peer {
@@ -75,6 +78,7 @@ impl Peer {
             seq: REMOTE_ISN,
             ack: 0,
             seen: Vec::new(),
+            port: REMOTE_PORT,
         }
     }
 
@@ -97,7 +101,7 @@ impl Peer {
         let w = Wire {
             src: REMOTE_IP,
             dst: *server.ip(),
-            sport: REMOTE_PORT,
+            sport: self.port,
             dport: server.port(),
             flags,
             seq: self.seq,
@@ -118,7 +122,7 @@ impl Peer {
 
     fn keep(&mut self, s: Sent) {
         if let Some(w) = Wire::parse(&s.bytes) {
-            if w.dst == REMOTE_IP && w.dport == REMOTE_PORT {
+            if w.dst == REMOTE_IP && w.dport == self.port {
                 self.seen.push((s.at, w));
             }
         }
