@@ -18,3 +18,4 @@ pub mod restart;
 pub mod scripted;
 pub mod stuck;
 pub mod time_wait;
+pub mod zero_window;
