@@ -101,8 +101,7 @@ pub fn run(lab: &mut Lab, listen: Listen, serve: Serve) -> Result<()> {
 
 /// What the kernel sent the peer since the request, and the peer's answers to it.
 struct Seen {
-    /// Where in `peer.seen` the lesson's traffic starts, and how far it has been read.
-    from: usize,
+    /// How far `peer.seen` has been read.
     read: usize,
     /// When each zero-window probe came.
     probes: Vec<Instant>,
@@ -115,7 +114,6 @@ struct Seen {
 impl Seen {
     fn new(peer: &Peer) -> Seen {
         Seen {
-            from: peer.seen.len(),
             read: peer.seen.len(),
             probes: Vec::new(),
             data: 0,
@@ -166,7 +164,7 @@ fn describe(r: &SocketRow) -> String {
         None => "no timer".to_string(),
     };
     let file = if r.inode == 0 {
-        "inode 0: no descriptor refers to it, an orphan"
+        "an orphan (no descriptor refers to it: its inode is 0)"
     } else {
         "a descriptor still refers to it"
     };
@@ -286,11 +284,9 @@ fn lesson(
         .iter()
         .map(|at| at.saturating_duration_since(requested).as_millis())
         .collect();
-    let sent = &peer.seen[seen.from..];
     lab.say(format!(
-        "on the wire since the request, from the server's kernel: {} segment(s), {} zero-window \
-         probe(s), {} bytes of data, {} FIN, {} RST",
-        sent.len(),
+        "on the wire since the request, from the server's kernel: {} zero-window probe(s), {} \
+         bytes of data, {} FIN, {} RST",
         seen.probes.len(),
         seen.data,
         seen.fins,
@@ -311,11 +307,12 @@ fn lesson(
                 "the namespace's counter TcpExtTCPAbortOnTimeout grew by {n}"
             ));
         }
-        lab.say(format!(
-            "nothing told the peer, unless a RST went out ({} on the wire); the peer now opens \
-             its window",
-            seen.resets
-        ));
+        lab.say(if seen.resets == 0 {
+            "no RST went out: nothing told the peer. The peer now opens its window (an ACK \
+             with window 65535)"
+        } else {
+            "the kernel sent a RST. The peer now opens its window (an ACK with window 65535)"
+        });
         peer.win = 65535;
         peer.send(TCP_ACK, vec![], &[])?;
         let answer = peer.expect("answer to the window update", |w| {
@@ -331,7 +328,7 @@ fn lesson(
     } else if let Some(r) = &last_row {
         lab.say(format!(
             "after {} ms the server's socket is still {}",
-            closed.elapsed().as_millis(),
+            requested.elapsed().as_millis(),
             describe(r)
         ));
     }
@@ -389,6 +386,17 @@ fn lesson(
         ));
     }
     match last_row.map(|r| r.state) {
+        Some(TcpState::Established) => Ok((
+            Verdict::Leak,
+            format!(
+                "the server's socket was still ESTABLISHED {} ms after the program was done \
+                 with it: its descriptor was never closed, its reply never sent ({} probe(s) \
+                 answered)",
+                WATCH.as_millis(),
+                seen.probes.len()
+            ),
+            sides,
+        )),
         Some(s) => Ok((
             Verdict::Leak,
             format!(
