@@ -38,6 +38,7 @@ use tcplab_core::peer::script::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
 use tcplab_core::peer::wire::Wire;
 
 use crate::catalog::Verdict;
+use crate::facts;
 use crate::lab::{Lab, Sides};
 use crate::lessons::scripted::{self, Peer, STEP_TIMEOUT, row, state_of};
 
@@ -168,10 +169,7 @@ fn describe(r: &SocketRow) -> String {
     } else {
         "a descriptor still refers to it"
     };
-    format!(
-        "{}, Send-Q {} bytes, {timer}, {file}",
-        r.state, r.send_q
-    )
+    format!("{}, Send-Q {} bytes, {timer}, {file}", r.state, r.send_q)
 }
 
 /// Keep a state the first time it shows.
@@ -335,24 +333,27 @@ fn lesson(
 
     let names: Vec<String> = states.iter().map(|s| s.to_string()).collect();
     lab.fact("states_seen", &names);
-    lab.fact("orphaned", orphaned);
-    lab.fact("send_q_at_close", at_close.as_ref().map(|r| r.send_q));
+    lab.fact(facts::ORPHANED, orphaned);
+    lab.fact(facts::SEND_Q_AT_CLOSE, at_close.as_ref().map(|r| r.send_q));
     lab.fact(
         "timer_at_close",
-        at_close.as_ref().and_then(|r| r.timer).map(|t| t.to_string()),
+        at_close
+            .as_ref()
+            .and_then(|r| r.timer)
+            .map(|t| t.to_string()),
     );
-    lab.fact("zero_window_probes", seen.probes.len());
+    lab.fact(facts::ZERO_WINDOW_PROBES, seen.probes.len());
     lab.fact("probe_ms", &probe_ms);
-    lab.fact("data_bytes_sent", seen.data);
-    lab.fact("fins_sent", seen.fins);
-    lab.fact("resets_sent", seen.resets);
+    lab.fact(facts::DATA_BYTES_SENT, seen.data);
+    lab.fact(facts::FINS_SENT, seen.fins);
+    lab.fact(facts::RESETS_SENT, seen.resets);
     lab.fact("tcp_ext_win_probe_growth", win_probes);
-    lab.fact("tcp_ext_abort_on_timeout_growth", aborts);
+    lab.fact(facts::TCP_EXT_ABORT_ON_TIMEOUT_GROWTH, aborts);
     lab.fact(
-        "gone_after_close_ms",
+        facts::GONE_AFTER_CLOSE_MS,
         gone_after.map(|d| d.as_millis() as u64),
     );
-    lab.fact("rst_to_window_update", rst_to_update);
+    lab.fact(facts::RST_TO_WINDOW_UPDATE, rst_to_update);
 
     if seen.data > 0 {
         bail!(
