@@ -80,24 +80,36 @@ pub fn run(lab: &mut Lab, listen: Listen, serve: Serve) -> Result<()> {
     // Every call of the server is bounded (read and write by STEP_TIMEOUT, close by its
     // linger time, if any); once the peer stops answering, nothing else waits for it.
     let joined = served.join();
-    let (verdict, why, sides) = result?;
-    match joined {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => bail!("the server failed: {e}"),
-        Err(_) => bail!("the server's thread panicked"),
-    }
-    lab.finish(verdict, sides, &why)?;
-    // An orphan still probing would outlive the process, and the namespace with it, for
-    // minutes: the peer resets it (a RST at the sequence number the kernel expects).
-    if state_of(lab, server)?.is_some() {
-        peer.send(TCP_RST | TCP_ACK, vec![], &[])?;
-        let until = Instant::now() + STEP_TIMEOUT;
-        while state_of(lab, server)?.is_some() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(5));
+    let finished = result.and_then(|(verdict, why, sides)| {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => bail!("the server failed: {e}"),
+            Err(_) => bail!("the server's thread panicked"),
         }
-    }
+        lab.finish(verdict, sides, &why)
+    });
+    // Also on error: an orphan still probing would outlive the process, and the namespace
+    // with it, for minutes.
+    let reset = reset_leftover(lab, &mut peer, server);
     drop(peer);
-    Ok(())
+    finished.and(reset)
+}
+
+/// End the server's socket if it is still there: the peer sends a RST at the sequence
+/// number the kernel expects, and the lesson waits (bounded) until it is gone.
+fn reset_leftover(lab: &Lab, peer: &mut Peer, server: SocketAddr) -> Result<()> {
+    if state_of(lab, server)?.is_none() {
+        return Ok(());
+    }
+    peer.send(TCP_RST | TCP_ACK, vec![], &[])?;
+    let until = Instant::now() + STEP_TIMEOUT;
+    while Instant::now() < until {
+        if state_of(lab, server)?.is_none() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    bail!("the server's socket outlived the peer's RST")
 }
 
 /// What the kernel sent the peer since the request, and the peer's answers to it.
