@@ -272,6 +272,7 @@ lessons! {
     l10_fixes => "10",
     l11_fixes => "11",
     l12_fixes => "12",
+    l16_fixes => "16",
 }
 
 /// Every lesson with a student binary has a test above, and the suite names only those.

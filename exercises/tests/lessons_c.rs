@@ -1,4 +1,4 @@
-//! Lessons 09, 10, 11 and 15, run as built: each binary's `--json` report must carry the verdict
+//! Lessons 09, 10, 11, 15 and 16, run as built: each binary's `--json` report must carry the verdict
 //! the catalog expects and the facts the lesson teaches, as the kernel showed them. Every
 //! lesson picks its own ports (or runs in its own network namespace), so these tests run in
 //! parallel with anything else.
@@ -241,4 +241,54 @@ fn l15_time_wait_ignores_the_rst_only_with_rfc1337() {
         true,
         "{r}"
     );
+/// Lesson 16's leak: the program closed, the kernel still holds the reply and the FIN in an
+/// orphan (no file) in FIN_WAIT1, and nothing but zero-window probes left it.
+fn assert_zero_window_orphan(r: &Value) {
+    let f = &r["facts"];
+    assert_eq!(f[facts::ORPHANED], true, "{f}");
+    // The 10 000-byte reply and the FIN's sequence number.
+    assert_eq!(f[facts::SEND_Q_AT_CLOSE], 10_001, "{f}");
+    assert_eq!(f[facts::DATA_BYTES_SENT], 0, "{f}");
+    assert_eq!(f[facts::FINS_SENT], 0, "{f}");
+    assert_eq!(f[facts::RESETS_SENT], 0, "{f}");
+    assert!(common::num(r, facts::ZERO_WINDOW_PROBES) >= 1, "{f}");
+    assert_eq!(f[facts::GONE_AFTER_CLOSE_MS], Value::Null, "{f}");
+    assert!(
+        f["states_seen"]
+            .as_array()
+            .unwrap()
+            .contains(&"FIN_WAIT1".into()),
+        "{f}"
+    );
+}
+
+/// Lesson 16's fix: the same orphan, then TCP_USER_TIMEOUT ends it silently (no RST, the
+/// namespace's TCPAbortOnTimeout), and the peer's window update draws a RST.
+fn assert_zero_window_bounded(r: &Value) {
+    let f = &r["facts"];
+    assert_eq!(f[facts::ORPHANED], true, "{f}");
+    assert_eq!(f[facts::DATA_BYTES_SENT], 0, "{f}");
+    assert_eq!(f[facts::FINS_SENT], 0, "{f}");
+    assert_eq!(f[facts::RESETS_SENT], 0, "{f}");
+    assert!(common::num(r, facts::ZERO_WINDOW_PROBES) >= 1, "{f}");
+    assert!(f[facts::GONE_AFTER_CLOSE_MS].is_u64(), "{f}");
+    assert_eq!(f[facts::TCP_EXT_ABORT_ON_TIMEOUT_GROWTH], 1, "{f}");
+    assert_eq!(f[facts::RST_TO_WINDOW_UPDATE], true, "{f}");
+}
+
+#[test]
+fn zero_window_orphan_stays_in_fin_wait1() {
+    assert_zero_window_orphan(&run("16-zero-window-orphan", &[]));
+}
+
+#[test]
+fn zero_window_orphan_ends_with_user_timeout() {
+    assert_zero_window_bounded(&run("16-zero-window-fixed", &[]));
+}
+
+/// Without root the lesson makes a user + network namespace of its own: the same story.
+#[test]
+fn zero_window_orphan_without_root() {
+    assert_zero_window_orphan(&run_unprivileged("16-zero-window-orphan", &[]));
+    assert_zero_window_bounded(&run_unprivileged("16-zero-window-fixed", &[]));
 }

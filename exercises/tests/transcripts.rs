@@ -182,6 +182,8 @@ transcripts! {
     t13 => "13-lost-last-ack",
     t14 => "14-simultaneous-close",
     t15 => "15-rst-handling",
+    t16_orphan => "16-zero-window-orphan",
+    t16_fixed => "16-zero-window-fixed",
 }
 
 /// Lesson 09 where no private network namespace can be made (a default container), forced

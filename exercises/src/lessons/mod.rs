@@ -19,3 +19,4 @@ pub mod rst;
 pub mod scripted;
 pub mod stuck;
 pub mod time_wait;
+pub mod zero_window;

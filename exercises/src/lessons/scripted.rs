@@ -62,6 +62,9 @@ pub struct Peer {
     pub server: SocketAddr,
     pub seq: u32,
     pub ack: u32,
+    /// The receive window the peer advertises in every segment it sends (65535 unless a
+    /// lesson closes it: a zero window is a reader whose buffer is full).
+    pub win: u16,
     pub seen: Vec<(Instant, Wire)>,
     /// The peer's port: [`REMOTE_PORT`], or another one for a second connection in the same
     /// run (lesson 15), so that the two have different addresses.
@@ -77,6 +80,7 @@ impl Peer {
             server,
             seq: REMOTE_ISN,
             ack: 0,
+            win: 65535,
             seen: Vec::new(),
             port: REMOTE_PORT,
         }
@@ -106,7 +110,7 @@ impl Peer {
             flags,
             seq: self.seq,
             ack: self.ack,
-            win: 65535,
+            win: self.win,
             options: options.into_iter().map(Some).collect(),
             payload: payload.to_vec(),
         };
