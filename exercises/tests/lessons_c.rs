@@ -241,6 +241,8 @@ fn l15_time_wait_ignores_the_rst_only_with_rfc1337() {
         true,
         "{r}"
     );
+}
+
 /// Lesson 16's leak: the program closed, the kernel still holds the reply and the FIN in an
 /// orphan (no file) in FIN_WAIT1, and nothing but zero-window probes left it.
 fn assert_zero_window_orphan(r: &Value) {
