@@ -491,3 +491,29 @@ fn inferred_steps_caused_by_a_received_segment_come_after_its_arrow() {
         "FIN_WAIT1 is the close that sent the FIN:\n{text}"
     );
 }
+
+/// Two connections that differ are each "connection i of 2": "unlike the others" is only
+/// for a connection drawn beside others that were folded.
+#[test]
+fn connections_all_different_are_just_numbered() {
+    let t = timeline(vec![graceful(40000, 1_000), abort(40001, 5_000)]);
+    let titles: Vec<String> = wire::Folded::of(&t)
+        .ladders()
+        .into_iter()
+        .map(|l| l.title.unwrap_or_default())
+        .collect();
+    assert_eq!(titles, vec!["connection 1 of 2", "connection 2 of 2"]);
+}
+
+/// A zero window is written on the arrow (the receiver's buffer is full), other windows are
+/// not, and a RST's window means nothing.
+#[test]
+fn a_zero_window_is_written_on_the_arrow() {
+    let mut s = seg(10, 40000, SERVER, &[Flag::Ack], 1, 13, 0);
+    assert_eq!(wire::segment_label(&s), "ACK seq=1 ack=13");
+    s.win = 0;
+    assert_eq!(wire::segment_label(&s), "ACK seq=1 ack=13 win=0");
+    let mut r = seg(10, 40000, SERVER, &[Flag::Rst], 1, 0, 0);
+    r.win = 0;
+    assert_eq!(wire::segment_label(&r), "RST seq=1");
+}

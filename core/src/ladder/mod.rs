@@ -476,13 +476,18 @@ fn one_svg(s: &mut String, l: &Ladder, cols: &Columns, y0: f64) {
             } else {
                 along(0.5)
             };
+            // The ground is as tall as the line falls across the label, so that a long label
+            // on a sloping arrow is not struck through at its ends.
+            let drift = ((y2 - y1) * (w + 6.0) / (x2 - x1))
+                .abs()
+                .min(ROW_H - FONT * 1.1);
             let _ = writeln!(
                 s,
                 r#"<rect class="label-ground" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="white"/>"#,
                 lx - w / 2.0 - 3.0,
-                ly - FONT * 0.55,
+                ly - FONT * 0.55 - drift / 2.0,
                 w + 6.0,
-                FONT * 1.1
+                FONT * 1.1 + drift
             );
             let _ = writeln!(
                 s,

@@ -115,6 +115,8 @@ impl Folded {
     /// The ladders to draw, each titled when the run had more than one connection.
     pub fn ladders(&self) -> Vec<Ladder> {
         let n = self.connections;
+        // "Unlike the others" only where some connections were alike (folded or left out).
+        let folded = self.kinds.iter().any(|k| k.count > 1) || self.not_drawn.1 > 0;
         let mut out: Vec<Ladder> = self
             .kinds
             .iter()
@@ -123,7 +125,7 @@ impl Folded {
                 if n > 1 {
                     let which = format!("connection {} of {n}", k.number);
                     l.title = Some(match k.count {
-                        1 if self.kinds.len() > 1 => format!("{which}, unlike the others"),
+                        1 if folded => format!("{which}, unlike the others"),
                         1 => which,
                         c => format!("{which}, and {} more like it", c - 1),
                     });
@@ -521,7 +523,9 @@ fn side_of(ends: &Ends, local: SocketAddr) -> Side {
     }
 }
 
-/// A segment's arrow label: `FIN+ACK seq=1 ack=1`, `PSH+ACK seq=1 ack=1 len=5`.
+/// A segment's arrow label: `FIN+ACK seq=1 ack=1`, `PSH+ACK seq=1 ack=1 len=5`, and
+/// `win=0` when the sender advertises a zero window (its receive buffer is full: the other
+/// side may not send, lesson 16); other windows are left out, as they rarely matter here.
 pub fn segment_label(s: &Segment) -> String {
     let mut l = s.flags.names().join("+");
     let _ = write!(l, " seq={}", s.seq);
@@ -530,6 +534,9 @@ pub fn segment_label(s: &Segment) -> String {
     }
     if s.len > 0 {
         let _ = write!(l, " len={}", s.len);
+    }
+    if s.win == 0 && !s.has(Flag::Rst) {
+        l.push_str(" win=0");
     }
     l
 }
