@@ -80,9 +80,17 @@ fn port_exhaustion_churn_without_a_namespace() {
     assert!((90..=100).contains(&before), "{f}");
     let tw = f["client_time_wait"].as_u64().unwrap();
     assert!(tw >= 90 && tw <= before, "{f}");
+    // On the host another program's socket may hold a port of the range when it runs out
+    // (then fewer than 100 connections were made) and let it go a moment later: the lesson
+    // must not credit tcp_tw_reuse with that port (seen once in 25 runs beside other tests).
+    if f["port_came_back_by"] == "another socket" {
+        assert!(before < 100, "{f}");
+        return;
+    }
     // With tcp_tw_reuse = 2 and a 1000 ms delay (this kernel's defaults) a port comes back
     // about a second after the first connection closed; measured here: 1004 to 1016 ms.
     if f["tcp_tw_reuse"] == 2 && f["tcp_tw_reuse_delay_ms"] == 1000 {
+        assert_eq!(f["port_came_back_by"], "tcp_tw_reuse", "{f}");
         let ms = f["ms_until_a_port_came_back"]
             .as_u64()
             .expect("a port came back");

@@ -641,10 +641,29 @@ fn tw_recycled() -> u64 {
 
 /// The host's tcp_tw_reuse at work: after EADDRNOTAVAIL, how long until connect() gets a
 /// port again. Narrated and recorded as facts; the verdict is already decided.
+///
+/// On the host, other programs' sockets share the port range: one that held a port when
+/// the range ran out may let it go a moment later. So the port that comes back is checked
+/// against this client's own TIME_WAIT ports, as sock_diag listed them just before: only
+/// one of those was handed back by tcp_tw_reuse (`port_came_back_by`).
 fn ports_come_back(lab: &mut Lab, addr: SocketAddr, range: (u16, u16), out: &Outcome) {
     lab.step("When does connect() get a port again?");
     let limit = Duration::from_secs(3);
+    let own_time_wait: Option<std::collections::HashSet<u16>> = lab.rows().ok().map(|rows| {
+        rows.iter()
+            .filter(|r| r.state == TcpState::TimeWait && r.remote == addr)
+            .map(|r| r.local.port())
+            .collect()
+    });
     match until_a_port_comes_back(addr, range, out.started, limit) {
+        Some((after, port)) if own_time_wait.as_ref().is_some_and(|o| !o.contains(&port)) => {
+            lab.say(format!(
+                "connect() succeeded again {} ms after the client's first connection, on port                  {port}; that port was none of this client's TIME_WAIT sockets: another                  program on this machine held it when the range ran out, and has let it go                  since. This run has no namespace of its own, so it shares the port range.",
+                after.as_millis(),
+            ));
+            lab.fact("ms_until_a_port_came_back", after.as_millis() as u64);
+            lab.fact("port_came_back_by", "another socket");
+        }
         Some((after, port)) => {
             let since_failure = out.failed_after.map_or(after, |f| after.saturating_sub(f));
             lab.say(format!(
@@ -660,6 +679,14 @@ fn ports_come_back(lab: &mut Lab, addr: SocketAddr, range: (u16, u16), out: &Out
                 range.1 - range.0 + 1,
             ));
             lab.fact("ms_until_a_port_came_back", after.as_millis() as u64);
+            lab.fact(
+                "port_came_back_by",
+                if own_time_wait.is_some() {
+                    "tcp_tw_reuse"
+                } else {
+                    "unknown (sock_diag failed)"
+                },
+            );
         }
         None => {
             lab.say(format!(
@@ -668,6 +695,7 @@ fn ports_come_back(lab: &mut Lab, addr: SocketAddr, range: (u16, u16), out: &Out
                 limit.as_secs()
             ));
             lab.fact("ms_until_a_port_came_back", None::<u64>);
+            lab.fact("port_came_back_by", None::<&str>);
         }
     }
 }
